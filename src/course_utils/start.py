@@ -1,0 +1,128 @@
+"""The first cell of every notebook: pick the profile, seed everything, say what will run.
+
+    import sys, subprocess; "google.colab" in sys.modules and subprocess.run(COLAB_INSTALL, shell=True); ...
+
+The Colab half lives in the cell itself (course_utils is not installed there yet);
+everything after the import lives here, so no notebook repeats set-up code.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import sys
+
+from . import config, secrets
+
+REPO_URL = "https://github.com/llm-engineering-course/llm-engineering-course"
+# Colab keeps its own torch and CUDA: the `colab` extra never names torch.
+COLAB_INSTALL = f"pip install -q 'course-utils[colab] @ git+{REPO_URL}'"
+FIRST_CELL = (
+    'import sys, subprocess; "google.colab" in sys.modules and subprocess.run('
+    '"pip install -q \'course-utils[colab] @ git+' + REPO_URL + '\'", shell=True)\n'
+    "from course_utils import start; profile = start()"
+)
+
+NETWORK_GUARD_ENV = "COURSE_BLOCK_NETWORK"
+
+
+class NetworkBlockedError(ConnectionError):
+    """Raised when code tries to reach a non-loopback address under the network guard."""
+
+
+def in_colab() -> bool:
+    return "google.colab" in sys.modules
+
+
+def seed_everything(seed: int) -> None:
+    """Python, NumPy and torch (when installed) get the same seed."""
+    random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:
+        pass
+
+
+def _is_loopback(address) -> bool:
+    if isinstance(address, tuple) and address:
+        host = str(address[0])
+    else:  # AF_UNIX paths and the like are local by definition
+        return True
+    return host in {"localhost", "::1", "0.0.0.0"} or host.startswith("127.")
+
+
+def install_network_guard() -> None:
+    """Refuse every outbound connection except loopback, so a hidden Hub download fails loudly.
+
+    The notebook tests turn this on: a notebook that passes under it provably fetched
+    nothing from a hub.
+    """
+    if getattr(socket.socket.connect, "_course_guard", False):
+        return
+    original_connect = socket.socket.connect
+    original_connect_ex = socket.socket.connect_ex
+
+    def guarded(method):
+        def inner(self, address):
+            if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address):
+                raise NetworkBlockedError(f"network access to {address!r} is blocked in the offline profile")
+            return method(self, address)
+
+        inner._course_guard = True
+        return inner
+
+    socket.socket.connect = guarded(original_connect)
+    socket.socket.connect_ex = guarded(original_connect_ex)
+
+
+def _offline_environment() -> None:
+    # Libraries that would phone home (Hub, telemetry) are told not to.
+    for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ.setdefault(key, "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")  # chromadb
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def start(profile_name: str | None = None, quiet: bool = False) -> config.Profile:
+    """Load secrets, choose the profile, seed, and print what this notebook will use."""
+    secrets.load_dotenv_once()
+    if profile_name is None and in_colab() and not os.environ.get(config.PROFILE_ENV):
+        profile_name = "colab"
+    profile = config.get_profile(profile_name)
+    os.environ[config.PROFILE_ENV] = profile.name  # child processes see the same profile
+    if profile.offline:
+        _offline_environment()
+    if os.environ.get(NETWORK_GUARD_ENV) == "1":
+        install_network_guard()
+    seed_everything(profile.seed)
+    if not quiet:
+        print(summary(profile))
+    return profile
+
+
+def summary(profile: config.Profile) -> str:
+    from .models import describe_device
+
+    rows = [
+        ("profile", f"{profile.name}: {profile.description}"),
+        ("device", describe_device()),
+        ("chat model", profile.chat_model.describe()),
+        ("embedding model", profile.embedding_model.describe()),
+        ("price data", profile.price_data),
+        ("seed", str(profile.seed)),
+        ("sizes", ", ".join(f"{k}={v}" for k, v in list(profile.sizes.items())[:6]) + ", ..."),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

@@ -1,0 +1,55 @@
+"""pyproject.toml is the one place for pins; environment.yml must install the same set."""
+
+import subprocess
+import sys
+import tomllib
+
+import yaml
+from packaging.requirements import Requirement
+
+
+def _pyproject(repo_root):
+    return tomllib.loads((repo_root / "pyproject.toml").read_text())
+
+
+def test_environment_yml_matches_pyproject(repo_root):
+    sys.path.insert(0, str(repo_root / "scripts"))
+    from sync_environment import pip_requirements
+
+    env = yaml.safe_load((repo_root / "environment.yml").read_text())
+    assert env["channels"] == ["conda-forge", "nodefaults"]
+    assert "python=3.11" in env["dependencies"]
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    declared = {str(Requirement(r)) for r in pip_requirements(_pyproject(repo_root))}
+    installed = {str(Requirement(r)) for r in pip_section if not r.startswith("-e")}
+    assert installed == declared, f"only in environment.yml: {installed - declared}; only in pyproject: {declared - installed}"
+
+
+def test_sync_script_reports_no_drift(repo_root):
+    result = subprocess.run([sys.executable, "scripts/sync_environment.py", "--check"], cwd=repo_root, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+FAST_MOVING = ("transformers", "trl", "peft", "datasets", "langchain", "chromadb", "gradio", "openai", "sentence-transformers", "bitsandbytes")
+
+
+def test_fast_moving_libraries_exclude_next_major(repo_root):
+    reqs = {Requirement(r).name: Requirement(r) for r in _pyproject(repo_root)["project"]["dependencies"]}
+    for name in [n for n in reqs if n.startswith(FAST_MOVING)]:
+        upper = [s for s in reqs[name].specifier if s.operator == "<"]
+        assert upper, f"{name} has no upper bound: the next major release would reach learners untested"
+
+
+def test_torch_is_pinned_only_outside_colab(repo_root):
+    project = _pyproject(repo_root)["project"]
+    names = lambda reqs: {Requirement(r).name for r in reqs}  # noqa: E731
+    assert "torch" not in names(project["dependencies"])
+    assert "torch" not in names(project["optional-dependencies"]["colab"])
+    assert "torch==2.13.0" in project["optional-dependencies"]["cpu"]
+
+
+def test_ci_runs_the_readme_test_command(repo_root):
+    readme = (repo_root / "README.md").read_text()
+    ci = (repo_root / ".ci" / "run").read_text()
+    assert "make test" in readme and "make course" in readme
+    assert "exec make test" in ci

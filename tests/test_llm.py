@@ -1,0 +1,146 @@
+import signal
+import socket
+import time
+
+import pytest
+
+from course_utils import config, llm, models
+
+KEY = "sk-proj-" + "k" * 40
+
+
+def wait_gone(pid: int, seconds: float = 10.0) -> bool:
+    """True once the process has exited (a zombie waiting to be reaped counts as gone)."""
+    import psutil
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize(
+    "env, kind",
+    [
+        ({}, "local"),
+        ({"OPENAI_API_KEY": KEY}, "openai"),
+        ({"COURSE_LLM_BASE_URL": "http://localhost:11434/v1"}, "base_url"),
+        ({"OPENAI_API_KEY": KEY, "COURSE_LLM_BASE_URL": "http://localhost:11434/v1"}, "base_url"),
+        ({"OPENAI_API_KEY": KEY, "COURSE_LLM": "local"}, "local"),
+    ],
+)
+def test_backend_choice(env, kind):
+    assert llm.choose_backend_kind(env) == kind
+
+
+def test_unknown_forced_backend():
+    with pytest.raises(ValueError, match="not one of"):
+        llm.choose_backend_kind({"COURSE_LLM": "gemini"})
+
+
+def test_openai_backend_uses_key_without_calling(clean_env):
+    clean_env.setenv("OPENAI_API_KEY", KEY)
+    backend = llm.get_backend()
+    assert backend.kind == "openai" and backend.model == llm.DEFAULT_OPENAI_MODEL
+    assert str(backend.client.base_url).startswith("https://api.openai.com")
+    assert KEY not in backend.describe()
+
+
+def test_base_url_backend_for_ollama(clean_env):
+    clean_env.setenv("COURSE_LLM_BASE_URL", "http://localhost:11434/v1")
+    with pytest.raises(ValueError, match="COURSE_LLM_MODEL"):
+        llm.get_backend()
+    clean_env.setenv("COURSE_LLM_MODEL", "llama3.2")
+    backend = llm.get_backend()
+    assert backend.kind == "base_url" and str(backend.client.base_url).startswith("http://localhost:11434/v1")
+
+
+def test_missing_key_for_forced_openai(clean_env):
+    clean_env.setenv("COURSE_LLM", "openai")
+    with pytest.raises(Exception, match="OPENAI_API_KEY is not set"):
+        llm.get_backend()
+
+
+@pytest.fixture
+def server():
+    server = llm.LocalServer(models.gguf_path(config.SMOLLM2_GGUF), n_ctx=1024)
+    yield server
+    server.stop()
+
+
+def test_server_starts_answers_and_stops(server):
+    started = time.perf_counter()
+    server.start()
+    pid = server.process.pid
+    from openai import OpenAI
+
+    client = OpenAI(base_url=server.base_url, api_key="local")
+    assert [m.id for m in client.models.list().data] == [llm.LOCAL_MODEL_ALIAS]
+    reply = client.chat.completions.create(
+        model=server.alias, messages=[{"role": "user", "content": "Say hi"}], max_tokens=8, temperature=0
+    )
+    assert reply.choices[0].message.content.strip()
+    assert time.perf_counter() - started < 30
+    chunks = client.chat.completions.create(
+        model=server.alias, messages=[{"role": "user", "content": "Count to three"}], max_tokens=8, stream=True
+    )
+    assert sum(1 for _ in chunks) > 1
+    server.stop()
+    assert not server.is_running()
+    assert wait_gone(pid)
+
+
+def test_port_in_use_is_reported(server):
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        server.requested_port = blocker.getsockname()[1]
+        with pytest.raises(llm.PortInUseError, match=str(server.requested_port)):
+            server.start()
+
+
+def test_failed_start_shows_log_tail(tmp_path):
+    bogus = tmp_path / "broken.gguf"
+    bogus.write_bytes(b"not a gguf file at all")
+    server = llm.LocalServer(bogus, log_path=tmp_path / "server.log")
+    with pytest.raises(llm.ServerStartError, match="log tail") as err:
+        server.start(timeout=60)
+    assert "exited with code" in str(err.value)
+    assert not server.is_running()
+
+
+def test_embedded_server_is_reused_within_a_process(clean_env):
+    try:
+        first = llm.get_backend()
+        second = llm.get_backend()
+        assert first.kind == "local" and first.base_url == second.base_url
+        assert llm.local_server() is llm.local_server()
+        pid = llm.local_server().process.pid
+        assert first.chat([{"role": "user", "content": "Hello"}], max_tokens=4)
+    finally:
+        llm.stop_local_server()
+    assert llm._SERVER is None
+    assert wait_gone(pid)
+
+
+def test_server_dies_with_its_parent(tmp_path):
+    """A killed kernel must not leave the server running (prctl PDEATHSIG)."""
+    import subprocess
+    import sys
+
+    script = (
+        "from course_utils import llm, models, config;"
+        "s = llm.LocalServer(models.gguf_path(config.SMOLLM2_GGUF), n_ctx=512).start();"
+        "print(s.process.pid, flush=True);"
+        "import time; time.sleep(600)"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    child_pid = int(parent.stdout.readline())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    assert wait_gone(child_pid)

@@ -1,0 +1,79 @@
+import time
+
+import pytest
+import torch
+
+from course_utils import config, models
+
+
+@pytest.mark.parametrize(
+    "device, bf16, expected",
+    [("cpu", None, torch.float32), ("cuda", True, torch.bfloat16), ("cuda", False, torch.float16), ("mps", None, torch.float16)],
+)
+def test_dtype_policy(device, bf16, expected):
+    assert models.pick_dtype(device, bf16_supported=bf16) is expected
+
+
+def test_cpu_machine_picks_cpu():
+    if torch.cuda.is_available():
+        pytest.skip("this check describes the CPU machines of CI")
+    assert models.pick_device() == "cpu"
+    assert models.describe_device().startswith("cpu, float32")
+
+
+def test_missing_package_names_the_pip_command():
+    source = config.ModelSource(package="no_such_model_pkg", file="x.gguf", pip="pip install no-such-model-pkg==1.0")
+    with pytest.raises(models.MissingModelPackageError, match=r"pip install no-such-model-pkg==1\.0"):
+        models.gguf_path(source)
+
+
+def test_registry_packages_are_installed():
+    assert models.gguf_path(config.SMOLLM2_GGUF).stat().st_size > 50_000_000
+    assert models.package_dir(config.MINILM).is_dir()
+    assert (models.package_dir(config.MERCARI) / config.MERCARI.file).is_file()
+
+
+def test_quantization_configs():
+    nf4 = models.quantization_config("4bit")
+    assert nf4.load_in_4bit and nf4.bnb_4bit_quant_type == "nf4" and nf4.bnb_4bit_use_double_quant
+    assert not models.quantization_config("4bit-nodq").bnb_4bit_use_double_quant
+    assert models.quantization_config("8bit").load_in_8bit
+    assert models.quantization_config(None) is None
+    with pytest.raises(ValueError, match="unknown quantization"):
+        models.quantization_config("3bit")
+
+
+def test_gguf_is_converted_once_and_reused(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    first = models.converted_gguf_dir(config.SMOLLM2_GGUF)
+    assert (first / "model.safetensors").is_file() and (first / "tokenizer.json").is_file()
+    assert [p.name for p in first.parent.iterdir()] == [first.name]  # no temp folder left behind
+    started = time.perf_counter()
+    assert models.converted_gguf_dir(config.SMOLLM2_GGUF) == first
+    assert time.perf_counter() - started < 1.0
+
+
+def test_chat_model_loads_and_generates():
+    tokenizer = models.load_tokenizer(profile=config.get_profile("ci"))
+    model = models.load_causal_lm(profile=config.get_profile("ci"))
+    assert model.dtype == torch.float32
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True)
+    assert "<|im_start|>assistant" in prompt
+    inputs = tokenizer(prompt, return_tensors="pt")
+    output = model.generate(**inputs, max_new_tokens=5, do_sample=False)
+    assert output.shape[1] > inputs["input_ids"].shape[1]
+
+
+def test_four_bit_model_is_smaller():
+    if not models.bitsandbytes_status().startswith("ok"):
+        pytest.skip(models.bitsandbytes_status())
+    profile = config.get_profile("ci")
+    full = models.load_causal_lm(profile=profile).get_memory_footprint()
+    small = models.load_causal_lm(profile=profile, quantization="4bit").get_memory_footprint()
+    assert small < 0.6 * full
+
+
+def test_embedding_model_dimension():
+    model = models.load_embedding_model(config.get_profile("ci"))
+    vectors = model.encode(["a red dress", "a blue dress"])
+    assert vectors.shape == (2, 384)

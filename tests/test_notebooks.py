@@ -1,0 +1,46 @@
+"""Checks on the notebooks as committed (nbmake executes them separately)."""
+
+import json
+import re
+
+import pytest
+
+from course_utils.start import FIRST_CELL
+
+from conftest import ROOT
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def test_notebooks_are_numbered_in_order():
+    assert NOTEBOOKS, "no notebooks found"
+    numbers = [int(p.name[:2]) for p in NOTEBOOKS]
+    assert all(re.match(r"^\d\d_[a-z0-9_]+\.ipynb$", p.name) for p in NOTEBOOKS)
+    assert numbers == list(range(len(numbers))), numbers
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_without_outputs(path):
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            assert cell.get("outputs") == [] and cell.get("execution_count") is None, f"{path.name}: strip outputs (make strip)"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_structure(path):
+    nb = json.loads(path.read_text())
+    cells = nb["cells"]
+    assert cells[0]["cell_type"] == "markdown" and "you will be able to" in "".join(cells[0]["source"]).lower()
+    code = [c for c in cells if c["cell_type"] == "code"]
+    assert "".join(code[0]["source"]).strip() == FIRST_CELL, f"{path.name}: the first code cell must be course_utils.start.FIRST_CELL"
+    closing = "".join("".join(c["source"]) for c in cells[-3:] if c["cell_type"] == "markdown").lower()
+    assert "measured" in closing or "what we learned" in closing, f"{path.name}: close with what was measured"
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_secret_or_hard_coded_model_id(path):
+    text = path.read_text()
+    assert not re.search(r"sk-[A-Za-z0-9_-]{20,}|hf_[A-Za-z0-9]{20,}", text), f"{path.name} contains something like a key"
+    assert "from_pretrained(\"" not in text and "from_pretrained('" not in text, f"{path.name}: take model ids from the profile"

@@ -1,0 +1,50 @@
+import pytest
+
+from course_utils import secrets
+
+KEY = "sk-proj-" + "a1b2c3d4" * 5
+
+
+def test_mask_never_reveals_the_middle():
+    masked = secrets.mask(KEY)
+    assert masked == "sk-p...c3d4"
+    assert KEY[4:-4] not in masked
+    assert secrets.mask("") == "(not set)" and secrets.mask(None) == "(not set)"
+    assert secrets.mask("short") == "********"
+
+
+@pytest.mark.parametrize(
+    "value, problem",
+    [("   ", "empty"), (f" {KEY}", "whitespace"), (f"{KEY}\n", "whitespace"), (f'"{KEY}"', "quotes"), ("hf_" + "z" * 30, "should start with")],
+)
+def test_validation_names_the_problem_and_masks(value, problem):
+    with pytest.raises(secrets.SecretError) as err:
+        secrets.validate("OPENAI_API_KEY", value)
+    assert problem in str(err.value)
+    assert KEY[4:-4] not in str(err.value)
+
+
+def test_get_secret_from_environment_and_dotenv(clean_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    assert secrets.get_secret("OPENAI_API_KEY") == KEY
+    monkeypatch.delenv("OPENAI_API_KEY")
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(f"OPENAI_API_KEY={KEY}\n")
+    secrets.load_dotenv_once(dotenv)
+    assert secrets.get_secret("OPENAI_API_KEY") == KEY
+    monkeypatch.delenv("OPENAI_API_KEY")
+
+
+def test_missing_required_key_says_where_to_put_it(clean_env):
+    with pytest.raises(secrets.SecretError, match=r"\.env"):
+        secrets.get_secret("OPENAI_API_KEY", required=True)
+    assert secrets.get_secret("OPENAI_API_KEY") is None
+
+
+def test_key_status_is_masked(clean_env, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("HF_TOKEN", "oops")
+    status = secrets.key_status()
+    assert status["OPENAI_API_KEY"] == "sk-p...c3d4"
+    assert status["HF_TOKEN"].startswith("invalid")
+    assert KEY not in str(status)

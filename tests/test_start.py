@@ -1,0 +1,61 @@
+import os
+import random
+import socket
+
+import numpy as np
+import pytest
+
+from course_utils import start as start_module
+from course_utils.start import FIRST_CELL, NetworkBlockedError, install_network_guard, start
+
+
+def test_start_sets_profile_seed_and_offline_env(monkeypatch, capsys):
+    monkeypatch.setenv("COURSE_PROFILE", "ci")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    profile = start()
+    out = capsys.readouterr().out
+    assert profile.name == "ci" and "profile" in out and "chat model" in out
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    a = (random.random(), np.random.rand())
+    start(quiet=True)
+    assert (random.random(), np.random.rand()) == a
+
+
+def test_unknown_profile_in_start(monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "nope")
+    with pytest.raises(ValueError, match="valid profiles"):
+        start()
+
+
+def test_first_cell_is_one_statement_per_line_and_guards_colab():
+    lines = FIRST_CELL.splitlines()
+    assert len(lines) == 2
+    assert '"google.colab" in sys.modules and' in lines[0]
+    assert "torch" not in FIRST_CELL  # Colab keeps its own torch
+    assert lines[1] == "from course_utils import start; profile = start()"
+
+
+def test_network_guard_blocks_non_loopback_only(monkeypatch):
+    monkeypatch.setattr(socket.socket, "connect", socket.socket.connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", socket.socket.connect_ex)
+    install_network_guard()
+    with socket.socket() as sock, pytest.raises(NetworkBlockedError, match="blocked"):
+        sock.connect(("93.184.216.34", 443))
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        with socket.socket() as client:
+            client.connect(server.getsockname())  # loopback is allowed: the local LLM server lives there
+
+
+def test_hub_download_fails_under_the_guard(monkeypatch):
+    """What the notebook tests rely on: a Hub fetch cannot succeed while they run."""
+    monkeypatch.setattr(socket.socket, "connect", socket.socket.connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", socket.socket.connect_ex)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    install_network_guard()
+    import urllib.request
+
+    with pytest.raises(Exception):
+        urllib.request.urlopen("https://huggingface.co/api/models/gpt2", timeout=5)
+    assert start_module._is_loopback(("127.0.0.1", 80)) and not start_module._is_loopback(("10.0.0.1", 80))
