@@ -5,8 +5,11 @@ import socket
 import numpy as np
 import pytest
 
-from course_utils import start as start_module
+import importlib
+
 from course_utils.start import FIRST_CELL, NetworkBlockedError, install_network_guard, start
+
+start_module = importlib.import_module("course_utils.start")
 
 
 def test_start_sets_profile_seed_and_offline_env(monkeypatch, capsys):
@@ -54,8 +57,10 @@ def test_hub_download_fails_under_the_guard(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect_ex", socket.socket.connect_ex)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     install_network_guard()
+    import urllib.error
     import urllib.request
 
-    with pytest.raises(Exception):
-        urllib.request.urlopen("https://huggingface.co/api/models/gpt2", timeout=5)
+    with pytest.raises(urllib.error.URLError) as err:
+        urllib.request.urlopen("http://93.184.216.34/api/models/gpt2", timeout=5)
+    assert isinstance(err.value.reason, NetworkBlockedError)
     assert start_module._is_loopback(("127.0.0.1", 80)) and not start_module._is_loopback(("10.0.0.1", 80))

@@ -138,12 +138,18 @@ _OFFLINE_SIZES = {
     "sft_train_items": 2_000,
     "sft_max_steps": 300,
     "qlora_max_steps": 300,
+    "qlora_save_steps": 40,  # checkpoint every N optimizer steps (notebook 09)
+    "lora_r": 16,  # LoRA rank
+    "lora_alpha": 32,  # LoRA scale numerator (alpha / r multiplies the update)
+    "price_top_k": 5,  # first tokens the probability-weighted price averages over (notebook 10)
     "batch_size": 8,
     "max_tokens_prompt": 96,
     "demo_items": 5,
     "perplexity_tokens": 1024,
     "bpe_vocab": 2_000,
     "classifier_items": 4_000,
+    "zero_shot_items": 200,  # listings the chat model classifies by prompting (notebook 02)
+    "number_step": 1,  # notebook 01 tokenizes every number 0..100,000 in this step
 }
 _CI_SIZES = {
     "items_total": 6_000,
@@ -155,12 +161,18 @@ _CI_SIZES = {
     "sft_train_items": 64,
     "sft_max_steps": 6,
     "qlora_max_steps": 6,
+    "qlora_save_steps": 2,
+    "lora_r": 8,
+    "lora_alpha": 16,
+    "price_top_k": 3,
     "batch_size": 4,
     "max_tokens_prompt": 64,
     "demo_items": 3,
     "perplexity_tokens": 256,
     "bpe_vocab": 500,
     "classifier_items": 800,
+    "zero_shot_items": 30,
+    "number_step": 7,
 }
 _GPU_SIZES = {
     **_OFFLINE_SIZES,

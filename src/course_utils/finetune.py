@@ -34,6 +34,10 @@ ROLES = ("system", "user", "assistant")
 TRAINING_PRICE_PER_M = {"gpt-4o-mini-2024-07-18": 3.00, "gpt-4.1-mini-2025-04-14": 5.00, "gpt-4.1-nano-2025-04-14": 1.50}
 DEFAULT_OPENAI_BASE = "gpt-4o-mini-2024-07-18"
 
+# LoRA adapters start at zero and tolerate a high rate; updating every weight needs less.
+QLORA_LEARNING_RATE = 2e-4
+FULL_LEARNING_RATE = 2e-5
+
 
 # --- chat-format examples ----------------------------------------------------------------
 def user_prompt(item: Item) -> str:
@@ -257,3 +261,327 @@ def poll_openai_job(client, job_id: str, every: float = 30.0, timeout: float = 3
         if time.monotonic() > deadline:
             raise TimeoutError(f"job {job_id} still {job.status} after {timeout:.0f} s; poll again later")
         time.sleep(every)
+
+
+# --- TRL: the same JSONL as a conversational prompt-completion data set ---------------------
+def to_prompt_completion(example: dict) -> dict:
+    """{"messages": [system, user, assistant]} -> {"prompt": [system, user], "completion": [assistant]}.
+
+    TRL computes the loss on the completion only for prompt-completion data, whatever the
+    chat template; `assistant_only_loss=True` would instead need `{% generation %}`
+    markers in the template, which SmolLM2's does not have (see `assistant_mask_support`).
+    """
+    messages = example["messages"]
+    if not messages or messages[-1].get("role") != "assistant":
+        raise ValueError("each example must end with the assistant's answer")
+    return {"prompt": messages[:-1], "completion": messages[-1:]}
+
+
+def conversational_dataset(path: str | os.PathLike):
+    """A datasets.Dataset of prompt-completion conversations read from a chat JSONL."""
+    from datasets import Dataset
+
+    rows = read_jsonl(path)
+    report = [(i, e) for i, row in enumerate(rows, 1) if (e := example_errors(row))]
+    if report:
+        line, errors = report[0]
+        raise ValueError(f"{path}:{line}: {'; '.join(errors)} (run validate_jsonl for the full report)")
+    return Dataset.from_list([to_prompt_completion(row) for row in rows])
+
+
+def assistant_mask_support(tokenizer) -> str:
+    """Whether TRL's assistant_only_loss can work with this chat template, in words."""
+    from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+
+    template = tokenizer.chat_template
+    if isinstance(template, dict):
+        template = template.get("default")
+    if template and has_generation_markers(template):
+        return "yes: the template marks assistant turns with {% generation %}"
+    try:
+        patched = get_training_chat_template(tokenizer)
+    except ValueError:
+        patched = None
+    if patched:
+        return "yes: TRL ships a training template with {% generation %} markers for this model family"
+    return "no: the template has no {% generation %} markers and TRL has no patched version; use prompt-completion data"
+
+
+PLAIN_CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ message['content'] }}{% if not loop.last %}\n\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}\n\n{% endif %}"
+)
+
+
+def ensure_chat_template(tokenizer):
+    """Base models (e.g. Llama-3.1-8B) may ship no chat template: give them a plain one."""
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+# --- run statistics -----------------------------------------------------------------------
+def peak_memory_mb() -> float:
+    """Peak GPU memory allocated on CUDA, else the process's peak resident memory (Linux/macOS)."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.max_memory_allocated() / 2**20
+    except ImportError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if os.uname().sysname == "Darwin" else peak / 2**10
+
+
+def _make_callbacks():
+    from transformers import TrainerCallback
+
+    class RunStats(TrainerCallback):
+        """Wall time per optimizer step and the logged losses, for tables and plots."""
+
+        def __init__(self):
+            self.step_times: list[float] = []
+            self.logs: list[dict] = []
+            self._t0 = None
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self._t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self._t0 is not None:
+                self.step_times.append(time.perf_counter() - self._t0)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs:
+                self.logs.append({"step": state.global_step, **logs})
+
+    class StopAfter(TrainerCallback):
+        """Ends training after `steps` optimizer steps: a stand-in for a crash or a closed laptop."""
+
+        def __init__(self, steps: int):
+            self.steps = steps
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= self.steps:
+                control.should_training_stop = True
+                control.should_save = True  # the checkpoint a real crash would have left behind
+            return control
+
+    return RunStats, StopAfter
+
+
+@dataclass
+class TrainResult:
+    """What one training run measured; `table()` is what the notebooks display."""
+
+    steps: int
+    seconds: float
+    step_times: list[float]
+    tokens: int
+    peak_memory_mb: float
+    logs: list[dict]
+    output_dir: Path
+
+    @property
+    def losses(self) -> list[tuple[int, float]]:
+        return [(log["step"], log["loss"]) for log in self.logs if "loss" in log]
+
+    def table(self) -> dict:
+        steady = self.step_times[1:] or self.step_times  # the first step includes warm-up work
+        mean = sum(steady) / len(steady) if steady else float("nan")
+        return {
+            "steps": self.steps,
+            "wall time (s)": round(self.seconds, 1),
+            "seconds per step": round(mean, 2),
+            "tokens trained": self.tokens,
+            "tokens per second": round(self.tokens / self.seconds, 1) if self.seconds else float("nan"),
+            "peak memory (MB)": round(self.peak_memory_mb),
+            "final loss": round(self.losses[-1][1], 4) if self.losses else float("nan"),
+        }
+
+
+def _device_flags() -> dict:
+    """Mixed precision by device: bf16 on Ampere+, fp16 on a T4 (no bf16 there), fp32 on CPU."""
+    from .models import pick_device
+
+    if pick_device() != "cuda":
+        return {"bf16": False, "fp16": False, "use_cpu": pick_device() == "cpu"}
+    import torch
+
+    bf16 = torch.cuda.is_bf16_supported()
+    return {"bf16": bf16, "fp16": not bf16}
+
+
+def sft_config(output_dir, profile: config.Profile | None = None, max_steps: int | None = None, quantized: bool = False, **overrides):
+    """An SFTConfig whose every setting is explained; `overrides` replace any of them.
+
+    quantized=True gives the QLoRA choices: a higher learning rate (only the small
+    adapters learn) and, on CUDA, paged AdamW, whose optimizer state can spill to CPU
+    memory instead of crashing with out-of-memory on a small GPU.
+    """
+    from trl import SFTConfig
+
+    from .models import pick_device
+
+    profile = profile or config.get_profile()
+    steps = max_steps or profile.size("qlora_max_steps" if quantized else "sft_max_steps")
+    cuda = pick_device() == "cuda"
+    settings = dict(
+        output_dir=str(output_dir),
+        # How long: max_steps optimizer steps (it overrides num_train_epochs when > 0).
+        max_steps=steps,
+        num_train_epochs=1,
+        # How much per step: batch_size examples per forward pass; gradient accumulation
+        # adds up several passes before one update (effective batch = the product).
+        per_device_train_batch_size=profile.size("batch_size"),
+        gradient_accumulation_steps=1,
+        # How far each update moves: LoRA adapters start at zero and tolerate a high rate;
+        # full fine-tuning of every weight needs a ~10x smaller one.
+        learning_rate=QLORA_LEARNING_RATE if quantized else FULL_LEARNING_RATE,
+        # A short linear warm-up (a fraction < 1 means "of all steps") avoids big early
+        # updates from an untrained head; cosine then decays the rate to zero at the end.
+        warmup_steps=0.05,
+        lr_scheduler_type="cosine",
+        weight_decay=0.0,
+        max_grad_norm=1.0,  # clip gradients: one odd batch cannot wreck the weights
+        optim=("paged_adamw_8bit" if quantized else "adamw_torch") if cuda else "adamw_torch",
+        # The longest sequence kept; longer ones are cut from the right, which would cut
+        # the answer, so it is set well above the capped prompt length.
+        max_length=profile.size("max_tokens_prompt") + 96,
+        completion_only_loss=True,  # loss on the assistant's price only, never on the prompt
+        packing=False,  # one example per row, so the mask above stays exact
+        # Checkpoints: every save_steps steps, keeping the last two, so training resumes.
+        save_strategy="steps",
+        save_steps=profile.size("qlora_save_steps"),
+        save_total_limit=2,
+        logging_steps=max(1, steps // 20),
+        logging_first_step=True,
+        eval_strategy="no",
+        report_to="none",
+        seed=profile.seed,
+        data_seed=profile.seed,
+        dataloader_num_workers=0,
+        # Recompute activations in the backward pass to save GPU memory (slower; off on CPU).
+        gradient_checkpointing=cuda,
+        **_device_flags(),
+    )
+    settings.update(overrides)
+    return SFTConfig(**settings)
+
+
+def train(model, tokenizer, train_dataset, args, resume: bool | str = False, stop_after: int | None = None) -> TrainResult:
+    """Run SFTTrainer; `resume=True` continues from the newest checkpoint in args.output_dir."""
+    from trl import SFTTrainer
+
+    RunStats, StopAfter = _make_callbacks()
+    stats = RunStats()
+    callbacks = [stats] + ([StopAfter(stop_after)] if stop_after else [])
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer, callbacks=callbacks)
+    checkpoint = None
+    if resume:
+        checkpoint = resume if isinstance(resume, str) else last_checkpoint(args.output_dir)
+        if checkpoint is None:
+            raise FileNotFoundError(f"resume requested but {args.output_dir} holds no checkpoint-N folder")
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=checkpoint)
+    seconds = time.perf_counter() - started
+    tokens = int(trainer._metrics["train"].get("num_tokens", [0])[-1]) if hasattr(trainer, "_metrics") else 0
+    steps_done = trainer.state.global_step - (int(Path(checkpoint).name.split("-")[-1]) if checkpoint else 0)
+    start_tokens = 0
+    if checkpoint:  # num_tokens is restored with the state: count only this run's share
+        state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+        start_tokens = int(next((h["num_tokens"] for h in reversed(state.get("log_history", [])) if "num_tokens" in h), 0))
+    result = TrainResult(steps_done, seconds, stats.step_times, max(0, tokens - start_tokens), peak_memory_mb(), stats.logs, Path(args.output_dir))
+    result.trainer = trainer
+    return result
+
+
+def last_checkpoint(output_dir) -> str | None:
+    """The newest checkpoint-N folder in output_dir, or None."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
+
+
+# --- QLoRA ---------------------------------------------------------------------------------
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def lora_config(profile: config.Profile | None = None, **overrides):
+    """LoRA: beside each target matrix W, train a low-rank update B @ A (rank r), scaled by alpha / r."""
+    from peft import LoraConfig
+
+    profile = profile or config.get_profile()
+    settings = dict(
+        r=profile.size("lora_r"),  # rank: the adapters' capacity (and size)
+        lora_alpha=profile.size("lora_alpha"),  # scale of the update; alpha = 2r is a common choice
+        lora_dropout=0.05,  # dropout on the adapter input, a little regularisation
+        target_modules=list(LORA_TARGETS),  # every attention and MLP projection
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    settings.update(overrides)
+    return LoraConfig(**settings)
+
+
+def load_qlora_model(profile: config.Profile | None = None, adapter: str | os.PathLike | None = None, trainable: bool = True):
+    """The base model in 4-bit NF4 with double quantization, plus new (or saved) LoRA adapters."""
+    from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
+
+    from .models import load_causal_lm, pick_device
+
+    profile = profile or config.get_profile()
+    base = load_causal_lm("base_model", profile, quantization="4bit")
+    if adapter is not None:
+        return PeftModel.from_pretrained(base, str(adapter), is_trainable=trainable)
+    # Casts norms to fp32 and makes the inputs require grads, so gradients reach the adapters.
+    base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=pick_device() == "cuda")
+    return get_peft_model(base, lora_config(profile))
+
+
+def trainable_parameters(model) -> dict:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return {"trainable": trainable, "total": total, "trainable %": round(100 * trainable / total, 3)}
+
+
+def adapter_dir(profile: config.Profile | None = None, name: str = "qlora-pricer") -> Path:
+    profile = profile or config.get_profile()
+    return profile.work_dir / "adapters" / name
+
+
+def save_adapter(model, target: str | os.PathLike) -> Path:
+    """Save only the LoRA weights, atomically: a temp folder, then os.replace over the old one."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    old = target.with_name(f".{target.name}-old")
+    try:
+        model.save_pretrained(str(tmp))
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def folder_size_mb(folder: str | os.PathLike) -> float:
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 2**20
+
+
+def push_adapter(model, repo_id: str, private: bool = True) -> str | None:
+    """Push the adapter to the Hub when HF_TOKEN is set and the profile is online; else None."""
+    from . import secrets
+
+    token = secrets.get_secret("HF_TOKEN")
+    if not token or config.get_profile().offline:
+        return None
+    model.push_to_hub(repo_id, token=token, private=private)
+    return f"https://huggingface.co/{repo_id}"

@@ -1,0 +1,308 @@
+"""Quantization by hand and by library: memory arithmetic, int8 schemes, perplexity, GGUF files.
+
+- `memory_table`: bytes per parameter x parameter count, for inference and training;
+- `absmax_quantize` / `zeropoint_quantize`: int8 in a few lines of torch, with
+  `reconstruction_error` to see what each loses;
+- `perplexity_hf` (any transformers causal LM, bitsandbytes included) and
+  `perplexity_llama_cpp` (a GGUF run by llama.cpp) scored on the *same token ids*;
+- `gguf_summary` / `gguf_tensor_types`: what a GGUF file says about itself.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import torch
+
+# bitsandbytes' 8-bit matmul repeats this once per layer per forward pass on CPU.
+warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
+
+# --- memory arithmetic ------------------------------------------------------------------
+BYTES_PER_PARAM: Mapping[str, float] = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "int8": 1.0, "4-bit": 0.5}
+
+# Full fine-tuning with AdamW keeps, per parameter: the weights, their gradients and
+# two optimizer moments (fp32). Mixed precision adds an fp32 master copy of the weights.
+TRAINING_BYTES_PER_PARAM: Mapping[str, float] = {
+    "fp32 + AdamW": 4 + 4 + 8,
+    "bf16 mixed + AdamW": 2 + 2 + 4 + 8,
+}
+
+MODEL_SIZES: Mapping[str, float] = {"135M": 135e6, "1B": 1e9, "8B": 8e9, "70B": 70e9}
+
+
+def gigabytes(n_bytes: float) -> float:
+    return n_bytes / 1e9
+
+
+def memory_table(sizes: Mapping[str, float] | None = None):
+    """GB of weights per dtype (inference) and of weights+grads+optimizer (training), per model size.
+
+    Activations and the KV cache come on top and depend on batch and context length.
+    """
+    import pandas as pd
+
+    sizes = sizes or MODEL_SIZES
+    rows = []
+    for name, n_params in sizes.items():
+        if n_params <= 0:
+            raise ValueError(f"parameter count for {name!r} must be positive, got {n_params}")
+        row = {"model": name, "parameters": int(n_params)}
+        for dtype, nbytes in BYTES_PER_PARAM.items():
+            row[f"infer {dtype} GB"] = round(gigabytes(n_params * nbytes), 2)
+        for recipe, nbytes in TRAINING_BYTES_PER_PARAM.items():
+            row[f"train {recipe} GB"] = round(gigabytes(n_params * nbytes), 2)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("model")
+
+
+def parameter_bytes(model) -> int:
+    """Bytes held by a model's parameters and buffers, as stored (packed 4-bit counts as stored)."""
+    return sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
+
+
+# --- int8 by hand -----------------------------------------------------------------------
+
+
+def absmax_quantize(weight: torch.Tensor, dim: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8: scale so the largest |w| maps to 127. Per tensor, or per row/column with `dim`."""
+    w = weight.detach().float()
+    amax = w.abs().amax() if dim is None else w.abs().amax(dim=dim, keepdim=True)
+    scale = 127.0 / amax.clamp(min=1e-12)
+    q = torch.round(w * scale).clamp(-127, 127).to(torch.int8)
+    return q, scale
+
+
+def absmax_dequantize(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return q.float() / scale
+
+
+def zeropoint_quantize(weight: torch.Tensor, dim: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Asymmetric int8: map [min, max] onto [-128, 127] with a scale and an integer zero point."""
+    w = weight.detach().float()
+    if dim is None:
+        lo, hi = w.amin(), w.amax()
+    else:
+        lo, hi = w.amin(dim=dim, keepdim=True), w.amax(dim=dim, keepdim=True)
+    scale = 255.0 / (hi - lo).clamp(min=1e-12)
+    zero = torch.round(-scale * lo) - 128
+    q = torch.round(w * scale + zero).clamp(-128, 127).to(torch.int8)
+    return q, scale, zero
+
+
+def zeropoint_dequantize(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+    return (q.float() - zero) / scale
+
+
+def reconstruction_error(original: torch.Tensor, restored: torch.Tensor) -> dict[str, float]:
+    """Mean absolute, root-mean-square and max error, and the error relative to the weights' RMS."""
+    if original.shape != restored.shape:
+        raise ValueError(f"shapes differ: {tuple(original.shape)} vs {tuple(restored.shape)}")
+    original, restored = original.detach().float(), restored.detach().float()
+    diff = (original - restored).flatten()
+    rms = float(original.float().pow(2).mean().sqrt())
+    rmse = float(diff.pow(2).mean().sqrt())
+    return {
+        "mean abs error": float(diff.abs().mean()),
+        "rmse": rmse,
+        "max abs error": float(diff.abs().max()),
+        "rmse / weight rms": rmse / rms if rms else float("nan"),
+    }
+
+
+def int8_comparison(weight: torch.Tensor):
+    """Reconstruction error of absmax and zero-point, per tensor and per output row."""
+    import pandas as pd
+
+    rows = {}
+    for label, dim in (("per tensor", None), ("per row", 1)):
+        q, s = absmax_quantize(weight, dim)
+        rows[f"absmax, {label}"] = reconstruction_error(weight, absmax_dequantize(q, s))
+        q, s, z = zeropoint_quantize(weight, dim)
+        rows[f"zero-point, {label}"] = reconstruction_error(weight, zeropoint_dequantize(q, s, z))
+    return pd.DataFrame(rows).T
+
+
+# --- perplexity -------------------------------------------------------------------------
+
+
+def heldout_token_ids(tokenizer, text: str, n_tokens: int) -> list[int]:
+    """The first `n_tokens` token ids of `text` (no special tokens), the same for every model."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) < 2:
+        raise ValueError("the held-out text needs at least 2 tokens to score")
+    return ids[:n_tokens]
+
+
+def _ppl_from_nll(total_nll: float, count: int) -> float:
+    return math.exp(total_nll / count)
+
+
+@torch.no_grad()
+def perplexity_hf(model, token_ids: Sequence[int], window: int = 512, bos_id: int | None = None) -> float:
+    """exp(mean negative log-likelihood) of every token after the first, in non-overlapping windows."""
+    device = next(model.parameters()).device
+    ids = list(token_ids)
+    if len(ids) < 2:
+        raise ValueError("need at least 2 tokens")
+    total, count = 0.0, 0
+    for start in range(0, len(ids) - 1, window):
+        chunk = ids[start : start + window + 1]
+        if len(chunk) < 2:
+            break
+        prefix = [bos_id] if bos_id is not None else []
+        inp = torch.tensor([prefix + chunk], device=device)
+        logits = model(input_ids=inp).logits[0].float()
+        offset = len(prefix)
+        logprobs = torch.log_softmax(logits[offset : offset + len(chunk) - 1], dim=-1)
+        targets = torch.tensor(chunk[1:], device=device)
+        total -= float(logprobs.gather(1, targets.unsqueeze(1)).sum())
+        count += len(chunk) - 1
+    return _ppl_from_nll(total, count)
+
+
+def llama_cpp_status() -> str:
+    """'ok (version)' or why llama-cpp-python cannot be used here."""
+    try:
+        import llama_cpp
+    except Exception as exc:
+        return f"unavailable: {type(exc).__name__}: {exc}".splitlines()[0]
+    return f"ok ({getattr(llama_cpp, '__version__', '?')})"
+
+
+def perplexity_llama_cpp(gguf_file: str | os.PathLike, token_ids: Sequence[int], window: int = 512, bos_id: int | None = None, n_threads: int | None = None) -> float:
+    """The same perplexity as `perplexity_hf`, computed by llama.cpp on the GGUF's own weights."""
+    import numpy as np
+    from llama_cpp import Llama
+
+    ids = list(token_ids)
+    if len(ids) < 2:
+        raise ValueError("need at least 2 tokens")
+    llm = Llama(
+        model_path=str(gguf_file),
+        n_ctx=window + 8,
+        logits_all=True,
+        verbose=False,
+        n_threads=n_threads or max(os.cpu_count() or 1, 1),
+    )
+    try:
+        total, count = 0.0, 0
+        for start in range(0, len(ids) - 1, window):
+            chunk = ids[start : start + window + 1]
+            if len(chunk) < 2:
+                break
+            prefix = [bos_id] if bos_id is not None else []
+            llm.reset()
+            llm.eval(prefix + chunk)
+            offset = len(prefix)
+            logits = np.asarray(llm.scores[offset : offset + len(chunk) - 1], dtype=np.float64)
+            logits -= logits.max(axis=1, keepdims=True)
+            logprobs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+            total -= float(logprobs[np.arange(len(chunk) - 1), chunk[1:]].sum())
+            count += len(chunk) - 1
+    finally:
+        llm.close() if hasattr(llm, "close") else None
+    return _ppl_from_nll(total, count)
+
+
+# --- GGUF files -------------------------------------------------------------------------
+
+QUANT_NAMES: Mapping[str, str] = {
+    "F32": "32-bit float, no quantization (norms and small tensors often stay here)",
+    "F16": "16-bit float",
+    "Q8_0": "8-bit, blocks of 32 weights sharing one fp16 scale (absmax per block): ~8.5 bits/weight",
+    "Q4_0": "4-bit, blocks of 32 with one fp16 scale (symmetric): ~4.5 bits/weight",
+    "Q4_1": "4-bit, blocks of 32 with an fp16 scale and an fp16 minimum (zero-point style): ~5 bits/weight",
+    "Q5_0": "5-bit, blocks of 32 with one scale",
+    "Q6_K": "6-bit k-quant: super-blocks of 256 with 8-bit sub-block scales: ~6.6 bits/weight",
+    "Q4_K": "4-bit k-quant: super-blocks of 256 split into 8 sub-blocks with 6-bit scales and mins: ~4.5 bits/weight",
+    "Q4_K_M": "a file mix: most tensors Q4_K, the most sensitive (parts of attention V and FFN down) Q6_K",
+}
+
+
+def _field_value(field):
+    from gguf import GGUFValueType
+
+    if not field.types:
+        return None
+    kind = field.types[0]
+    if kind == GGUFValueType.STRING:
+        return bytes(field.parts[field.data[0]]).decode("utf-8", errors="replace")
+    if kind == GGUFValueType.ARRAY:
+        return f"array[{len(field.data)}]"
+    value = field.parts[field.data[0]]
+    return value.tolist()[0] if hasattr(value, "tolist") else value
+
+
+def gguf_metadata(path: str | os.PathLike, skip_arrays: bool = True) -> dict[str, object]:
+    """Every key-value pair in a GGUF header (large arrays such as the vocabulary summarised)."""
+    from gguf import GGUFReader, GGUFValueType
+
+    reader = GGUFReader(str(path))
+    meta = {}
+    for name, field in reader.fields.items():
+        if name.startswith("GGUF."):
+            continue
+        if skip_arrays and field.types and field.types[0] == GGUFValueType.ARRAY:
+            meta[name] = f"array of {len(field.data)}"
+        else:
+            meta[name] = _field_value(field)
+    return meta
+
+
+def gguf_tensor_types(path: str | os.PathLike):
+    """Tensors per quantization type, their parameter count and bytes on disk, and bits per weight."""
+    import pandas as pd
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(path))
+    rows = [
+        {"type": t.tensor_type.name, "params": int(t.n_elements), "bytes": int(t.n_bytes)}
+        for t in reader.tensors
+    ]
+    frame = pd.DataFrame(rows).groupby("type").agg(tensors=("params", "size"), params=("params", "sum"), bytes=("bytes", "sum"))
+    frame["bits per weight"] = (8 * frame["bytes"] / frame["params"]).round(2)
+    frame["meaning"] = [QUANT_NAMES.get(t, "") for t in frame.index]
+    return frame.sort_values("params", ascending=False)
+
+
+def gguf_tensors(path: str | os.PathLike, limit: int | None = 12):
+    """The first tensors of the file: name, type, shape."""
+    import pandas as pd
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(path))
+    rows = [{"name": t.name, "type": t.tensor_type.name, "shape": tuple(int(x) for x in t.shape)} for t in reader.tensors]
+    return pd.DataFrame(rows[:limit] if limit else rows)
+
+
+def file_size_mb(path: str | os.PathLike) -> float:
+    return Path(path).stat().st_size / 1e6
+
+
+__all__ = [
+    "BYTES_PER_PARAM",
+    "TRAINING_BYTES_PER_PARAM",
+    "MODEL_SIZES",
+    "memory_table",
+    "parameter_bytes",
+    "absmax_quantize",
+    "absmax_dequantize",
+    "zeropoint_quantize",
+    "zeropoint_dequantize",
+    "reconstruction_error",
+    "int8_comparison",
+    "heldout_token_ids",
+    "perplexity_hf",
+    "llama_cpp_status",
+    "perplexity_llama_cpp",
+    "QUANT_NAMES",
+    "gguf_metadata",
+    "gguf_tensor_types",
+    "gguf_tensors",
+    "file_size_mb",
+    "gigabytes",
+]

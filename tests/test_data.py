@@ -1,0 +1,233 @@
+"""Loading, curation, prompt capping and cached splits of the product listings."""
+
+import json
+from collections import Counter
+from dataclasses import replace
+
+import pytest
+
+from course_utils import config, data
+from course_utils.items import Item
+
+
+# --- scrubbing and row parsing ----------------------------------------------------------
+def test_scrub_removes_boilerplate_marks_and_codes_but_keeps_model_names():
+    counter = Counter()
+    assert data.scrub("No description yet", counter) == ""
+    assert data.scrub("  Great [rm] deal   B07XJ8C8F5 iPhone6s 10000mAh ", counter) == "Great deal iPhone6s 10000mAh"
+    assert data.scrub(None) == "" and data.scrub(float("nan")) == ""
+    assert counter == {"boilerplate description removed": 1, "[rm] price marks removed": 1, "long codes removed": 1}
+
+
+def mercari_row(**kw):
+    row = dict(train_id=1, name="Lululemon leggings", item_condition_id=2, category_name="Women/Athletic Apparel/Pants, Tights, Leggings",
+               brand_name="Lululemon", price=38.0, shipping=1, item_description="Size 6, worn twice")
+    row.update(kw)
+    return row
+
+
+def test_parse_mercari_row_builds_an_item():
+    item = data.parse_mercari_row(mercari_row())
+    assert item.id == "mercari-1" and item.price == 38.0
+    assert item.categories == ("Women", "Athletic Apparel", "Pants, Tights, Leggings")
+    assert item.condition == "Like new" and item.shipping_paid_by_seller is True and item.brand == "Lululemon"
+
+
+def test_category_with_slashes_keeps_three_levels():
+    item = data.parse_mercari_row(mercari_row(category_name="Electronics/Computers & Tablets/iPad/Tablet/eBook Readers"))
+    assert item.categories == ("Electronics", "Computers & Tablets", "iPad/Tablet/eBook Readers")
+
+
+def test_parse_rows_counts_every_dropped_row_with_its_reason():
+    rows = [
+        mercari_row(train_id=1),
+        mercari_row(train_id=2, price=0),
+        mercari_row(train_id=3, price=-4),
+        mercari_row(train_id=4, price=None),
+        mercari_row(train_id=5, price="abc"),
+        mercari_row(train_id=6, name="", item_description="No description yet"),
+        mercari_row(train_id=7, category_name=None, brand_name=float("nan")),
+    ]
+    items, report = data.parse_rows(rows, data.parse_mercari_row, "fixture")
+    assert [it.id for it in items] == ["mercari-1", "mercari-7"]
+    assert report.dropped == {"price not positive": 2, "missing price": 1, "price not a number": 1, "no usable text": 1}
+    assert report.rows_read == 7 and report.kept == 2 and report.balanced
+    assert items[1].category == "Unknown" and items[1].brand is None
+    table = report.table()
+    assert table.loc[table.reason == "price not positive", "rows"].item() == 2
+
+
+def test_load_mercari_reads_the_real_package():
+    items, report = data.load_mercari()
+    assert report.rows_read == 100_000
+    assert report.balanced
+    assert report.dropped["price not positive"] == 55
+    assert len(items) == report.kept > 99_000
+    assert all(it.price > 0 for it in items[:1000])
+    assert len({it.id for it in items}) == len(items)
+
+
+# --- Amazon Reviews 2023 parsing (fixture built here; the Hub is not reachable) ---------
+def amazon_fixture():
+    good = {
+        "main_category": "All Electronics", "title": "USB-C Charger 65W", "average_rating": 4.5, "rating_number": 120,
+        "features": ["GaN technology", "Foldable plug"], "description": ["Fast charger for laptops."], "price": "$29.99",
+        "images": {}, "videos": {}, "store": "Anker", "categories": ["Electronics", "Chargers"],
+        "details": json.dumps({"Brand": "Anker", "Best Sellers Rank": {"Electronics": 5}, "Wattage": "65 watts"}),
+        "parent_asin": "B0ABC12345", "bought_together": None,
+    }
+    return [
+        good,
+        {**good, "parent_asin": "B2", "price": 15.5, "details": {"Color": "Red"}, "store": "Acme"},
+        {**good, "parent_asin": "B3", "price": "None"},
+        {**good, "parent_asin": "B4", "price": None},
+        {**good, "parent_asin": "B5", "price": "from $5.99"},
+        {**good, "parent_asin": "B6", "price": 0.0},
+        {**good, "parent_asin": "B7", "title": "", "description": [], "features": [], "details": "{}"},
+        {**good, "parent_asin": "B8", "details": "not json"},
+    ]
+
+
+def test_parse_amazon_rows_and_report():
+    items, report = data.load_amazon("Electronics", rows=amazon_fixture())
+    assert [it.id for it in items] == ["amazon-B0ABC12345", "amazon-B2", "amazon-B8"]
+    first = items[0]
+    assert first.price == pytest.approx(29.99) and first.brand == "Anker"
+    assert first.categories == ("All Electronics", "Electronics", "Chargers")
+    assert "GaN technology" in first.description and "Wattage: 65 watts" in first.description
+    assert "Best Sellers Rank" not in first.description
+    assert items[1].brand == "Acme" and items[1].price == 15.5
+    assert report.dropped == {"missing price": 2, "price not a number": 1, "price not positive": 1, "no usable text": 1}
+    assert report.cleaned["unparsable details ignored"] == 1
+    assert report.balanced
+
+
+def test_load_amazon_limit_stops_early():
+    items, report = data.load_amazon("Electronics", rows=amazon_fixture(), limit=2)
+    assert len(items) == 2 and report.rows_read == 2
+
+
+# --- prompts capped in tokens -----------------------------------------------------------
+@pytest.fixture(scope="module")
+def word_tokenizer():
+    """A real fast tokenizer (one token per word or punctuation mark), built in the test."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel(vocab={"[UNK]": 0}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]")
+
+
+def test_cap_prompt_cuts_on_a_token_boundary(word_tokenizer):
+    item = Item(id="a", title="Red bike", description=" ".join(f"word{i}" for i in range(200)), price=50)
+    capped = data.cap_prompt(item, word_tokenizer, 20)
+    assert item.details().startswith(capped)
+    assert len(word_tokenizer(capped, add_special_tokens=False)["input_ids"]) == 20
+    short = Item(id="b", title="Red bike", price=50)
+    assert data.cap_prompt(short, word_tokenizer, 20) == short.details()
+    with pytest.raises(ValueError):
+        data.cap_prompt(item, word_tokenizer, 0)
+
+
+def test_with_prompts_sets_capped_prompts(word_tokenizer):
+    items = [Item(id=str(i), title=f"thing {i}", description="a b c d e f g h i j k", price=i + 1) for i in range(5)]
+    out = data.with_prompts(items, word_tokenizer, 8, batch_size=2)
+    assert [it.id for it in out] == [it.id for it in items]
+    assert all(it.prompt and len(word_tokenizer(it.prompt, add_special_tokens=False)["input_ids"]) <= 8 for it in out)
+    assert out[0].test_prompt().count("Description") == 1 and items[0].prompt is None
+    assert data.token_counts(["a b c", "d"], word_tokenizer) == [3, 1]
+
+
+@pytest.mark.slow
+def test_cap_prompt_with_the_chat_model_tokenizer():
+    from course_utils.models import load_tokenizer
+
+    tokenizer = load_tokenizer()
+    item = Item(id="a", title="Vintage camera", description="Film camera in great shape. " * 40, price=80)
+    capped = data.cap_prompt(item, tokenizer, 32)
+    assert item.details().startswith(capped)
+    assert len(tokenizer(capped, add_special_tokens=False)["input_ids"]) <= 32
+
+
+# --- price range and category balance ---------------------------------------------------
+def catalogue():
+    cats = ["Women"] * 60 + ["Men"] * 25 + ["Home"] * 10 + ["Toys"] * 5
+    return [Item(id=f"i{n}", title="t", categories=(c,), price=1 + n) for n, c in enumerate(cats)]
+
+
+def test_balance_categories_caps_the_largest_share_and_reports_it():
+    items = catalogue()
+    report = data.CurationReport("fixture", rows_read=100, kept=100)
+    balanced = data.balance_categories(items, 0.4, seed=1, report=report)
+    counts = Counter(it.category for it in balanced)
+    assert max(counts.values()) / len(balanced) <= 0.4 + 1 / len(balanced)
+    assert counts["Toys"] == 5 and counts["Home"] == 10  # small categories keep everything
+    assert report.balanced and report.kept == len(balanced)
+    assert [it.id for it in data.balance_categories(items, 0.4, seed=1)] == [it.id for it in balanced]
+
+
+def test_filter_price_range_counts_what_it_removes():
+    items = catalogue()
+    report = data.CurationReport("fixture", rows_read=100, kept=100)
+    kept = data.filter_price_range(items, 10, 50, report)
+    assert all(10 <= it.price <= 50 for it in kept) and len(kept) == 41
+    assert report.balanced and sum(report.filtered.values()) == 59
+
+
+# --- splits -----------------------------------------------------------------------------
+def test_make_splits_is_deterministic_disjoint_and_order_independent():
+    items = catalogue()
+    train, val, test = data.make_splits(items, 20, 10, seed=3)
+    again = data.make_splits(list(reversed(items)), 20, 10, seed=3)
+    assert [it.id for it in test] == [it.id for it in again[2]]
+    ids = [it.id for part in (train, val, test) for it in part]
+    assert len(ids) == len(set(ids)) == 100 and (len(train), len(val), len(test)) == (70, 10, 20)
+    with pytest.raises(ValueError):
+        data.make_splits(items, 60, 40, seed=3)
+
+
+@pytest.fixture()
+def small_profile(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_RESULTS", str(tmp_path))
+    base = config.get_profile("ci")
+    sizes = {**base.sizes, "items_total": 800, "test_items": 200, "val_items": 100, "eval_items": 50, "ensemble_val_items": 40}
+    data._SPLITS_MEMO.clear()
+    yield replace(base, name="unit", sizes=sizes)
+    data._SPLITS_MEMO.clear()
+
+
+def test_load_splits_is_cached_on_disk_and_reused(small_profile):
+    splits = data.load_splits(small_profile, with_prompt=False)
+    assert splits.sizes() == {"train": 500, "val": 100, "test": 200}
+    path = data.splits_cache_path(small_profile, splits.data_version)
+    assert path.is_file() and not list(path.parent.glob(".*"))  # no temp files left behind
+    mtime = path.stat().st_mtime_ns
+    data._SPLITS_MEMO.clear()
+    again = data.load_splits(small_profile, with_prompt=False)
+    assert path.stat().st_mtime_ns == mtime  # read, not rewritten
+    assert [it.id for it in again.test] == [it.id for it in splits.test]
+    assert again.test[0] == splits.test[0] and isinstance(again.test[0].categories, tuple)
+    assert again.report.to_dict() == splits.report.to_dict()
+
+
+def test_data_version_follows_the_inputs(small_profile):
+    v1 = data.data_version(small_profile)
+    assert v1 == data.data_version(small_profile) and v1.startswith("mercari-")
+    bigger = replace(small_profile, sizes={**small_profile.sizes, "test_items": 300})
+    assert data.data_version(bigger) != v1
+    assert data.data_version(replace(small_profile, seed=7)) != v1
+    assert data.data_version(small_profile, max_category_share=0.3) != v1
+
+
+def test_eval_and_ensemble_sets_are_fixed_slices(small_profile, monkeypatch):
+    real = data.load_splits
+    monkeypatch.setattr(data, "load_splits", lambda profile=None: real(profile, with_prompt=False))
+    splits = real(small_profile, with_prompt=False)
+    ev = data.eval_set(small_profile)
+    assert len(ev) == 50 and [it.id for it in ev] == [it.id for it in data.eval_set(small_profile)]
+    assert {it.id for it in ev} <= {it.id for it in splits.test}
+    ens = data.ensemble_val_set(small_profile)
+    assert len(ens) == 40 and {it.id for it in ens} <= {it.id for it in splits.val}
+    with pytest.raises(ValueError):
+        data.split_items("holdout", small_profile)

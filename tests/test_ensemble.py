@@ -1,0 +1,141 @@
+"""The ensemble: non-negative blend of log prices, fitted from predictions in a real results store."""
+
+import numpy as np
+import pytest
+
+from course_utils import config, results
+from course_utils.ensemble import (
+    Ensemble,
+    EnsembleInput,
+    EnsemblePricer,
+    MissingInputError,
+    ablation_table,
+    comparison_table,
+    feature_names,
+    features,
+    fit_ensemble,
+    input_matrix,
+    predict_split,
+    resolve_inputs,
+)
+from course_utils.evaluation import rmsle
+from course_utils.items import Item
+
+INPUTS = [
+    EnsembleInput("specialist", "qlora-specialist", "10_x.ipynb"),
+    EnsembleInput("rag", "rag-frontier", "11_rag_pricer.ipynb", exact=True),
+    EnsembleInput("forest", "embedding-forest", "11_rag_pricer.ipynb", exact=True),
+    EnsembleInput("baseline", "tfidf-ridge", "07_baselines.ipynb", exact=True),
+]
+
+
+def make_items(prefix, n, seed):
+    rng = np.random.default_rng(seed)
+    prices = np.exp(rng.normal(3.0, 0.8, n)).round(2) + 1
+    return [Item(id=f"{prefix}-{i}", title=f"thing {i}", price=float(p)) for i, p in enumerate(prices)]
+
+
+def noisy(items, sigma, seed, bias=0.0):
+    """Predictions whose log error is normal(bias, sigma): a model of known quality."""
+    rng = np.random.default_rng(seed)
+    return {it.id: float(np.exp(np.log(it.price) + bias + rng.normal(0, sigma))) for it in items}
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """A results store in a temporary folder holding four models' predictions on two splits."""
+    monkeypatch.setenv("COURSE_RESULTS", str(tmp_path))
+    profile = config.get_profile("ci")
+    fit_items, eval_items = make_items("val", 200, 1), make_items("ev", 150, 2)
+    quality = {"qlora-specialist-greedy": (0.9, 0.3), "qlora-specialist-weighted": (0.6, 0.0), "rag-frontier": (0.7, 0.0),
+               "embedding-forest": (0.5, -0.1), "tfidf-ridge": (0.45, 0.05)}
+    for k, (model, (sigma, bias)) in enumerate(quality.items()):
+        for split, items in (("ensemble_val", fit_items), ("eval", eval_items)):
+            results.save_predictions(model, split, noisy(items, sigma, 10 * k + len(split), bias), profile)
+    return profile, fit_items, eval_items
+
+
+def test_features_are_logs_plus_min_and_max():
+    f = features([[9.0, 99.0], [0.0, 1.0]])
+    assert f.shape == (2, 4)
+    assert f[0, :2] == pytest.approx(np.log1p([9, 99]))
+    assert f[0, 2] == pytest.approx(np.log(10)) and f[0, 3] == pytest.approx(np.log(100))
+    assert feature_names(["a", "b"]) == ["a", "b", "min", "max"]
+
+
+def test_blend_recovers_a_known_mix_with_non_negative_weights():
+    rng = np.random.default_rng(0)
+    truth = np.exp(rng.normal(3, 1, 400))
+    good = np.exp(np.log1p(truth) + rng.normal(0, 0.2, 400)) - 1
+    noise = np.exp(rng.normal(3, 1, 400))  # unrelated to the truth
+    ens = Ensemble({"good": "m1", "noise": "m2"}).fit(np.column_stack([good, noise]), truth)
+    assert all(w >= 0 for w in ens.weights.values())
+    assert ens.weights["good"] + ens.weights["min"] + ens.weights["max"] > 0.8
+    assert ens.weights["noise"] < 0.1
+    assert rmsle(truth, ens.predict(np.column_stack([good, noise]))) < 0.25
+    table = ens.weights_table()
+    assert list(table["feature"])[-1] == "intercept"
+    assert "Fitted on 400 items" in ens.explain()
+
+
+def test_fit_checks_its_input():
+    with pytest.raises(ValueError, match="input columns"):
+        Ensemble({"a": "m"}).fit(np.ones((20, 2)), np.ones(20))
+    with pytest.raises(ValueError, match="too few"):
+        Ensemble({"a": "m"}).fit(np.ones((3, 1)), np.ones(3))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        Ensemble({"a": "m"}).predict([[1.0]])
+
+
+def test_resolve_picks_the_best_matching_model_on_the_fitting_split(store):
+    profile, fit_items, _ = store
+    chosen = resolve_inputs(profile, INPUTS, fit_items=fit_items)
+    # two specialists are stored; the one with the lower RMSLE on ensemble_val wins
+    assert chosen == {
+        "specialist": "qlora-specialist-weighted",
+        "rag": "rag-frontier",
+        "forest": "embedding-forest",
+        "baseline": "tfidf-ridge",
+    }
+
+
+def test_missing_input_names_the_notebook(store):
+    profile, fit_items, _ = store
+    inputs = INPUTS + [EnsembleInput("extra", "not-there", "99_missing.ipynb", exact=True)]
+    with pytest.raises(MissingInputError, match="99_missing.ipynb") as info:
+        resolve_inputs(profile, inputs, fit_items=fit_items)
+    assert "'not-there'" in str(info.value)
+
+
+def test_predictions_for_other_items_are_refused(store):
+    profile, fit_items, _ = store
+    models = resolve_inputs(profile, INPUTS, fit_items=fit_items)
+    strangers = make_items("other", 5, 3)
+    with pytest.raises(MissingInputError, match="no stored prediction"):
+        input_matrix(models, "ensemble_val", strangers, profile)
+
+
+def test_ensemble_beats_each_input_on_held_out_items(store):
+    profile, fit_items, eval_items = store
+    ens = fit_ensemble(profile, INPUTS, items=fit_items)
+    assert ens.n_fit == len(fit_items)
+    preds = predict_split(ens, "eval", profile, items=eval_items)
+    truth = [it.price for it in eval_items]
+    ens_rmsle = rmsle(truth, [preds[it.id] for it in eval_items])
+    table = comparison_table(ens, "eval", profile, items=eval_items)
+    assert table.iloc[0]["model"] == "ensemble"
+    assert table.loc[table.model == "ensemble", "rmsle"].item() == pytest.approx(ens_rmsle)
+    best_single = table.loc[table.model != "ensemble", "rmsle"].min()
+    assert ens_rmsle < best_single
+    # the pricer form gives the same numbers, item by item
+    pricer = EnsemblePricer(ens, "eval", profile)
+    assert pricer(eval_items[0]) == pytest.approx(preds[eval_items[0].id])
+
+
+def test_ablation_reports_every_input(store):
+    profile, fit_items, _ = store
+    ens = fit_ensemble(profile, INPUTS, items=fit_items)
+    table = ablation_table(profile, folds=4, ensemble=ens, items=fit_items)
+    assert list(table["inputs"]) == ["all"] + [f"without {r}" for r in ens.roles]
+    assert table.loc[0, "change"] == 0
+    assert (table["cv_rmsle"] > 0).all()

@@ -1,0 +1,112 @@
+"""Metrics, the hit rule, EvalResult and storing results from score()/evaluate()."""
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from sklearn.metrics import mean_absolute_error, root_mean_squared_log_error
+
+from course_utils import config, data, evaluation, results
+from course_utils.items import Item
+
+
+def items_and_prices(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    prices = np.round(np.exp(rng.normal(3, 0.8, n)), 2) + 1
+    cats = ["Women", "Men", "Beauty", "Kids"]
+    items = [Item(id=f"t{i}", title=f"thing {i}", categories=(cats[i % 4],), price=float(p)) for i, p in enumerate(prices)]
+    preds = prices * np.exp(rng.normal(0, 0.5, n))
+    return items, prices, preds
+
+
+def test_rmsle_and_mae_equal_scikit_learn():
+    items, prices, preds = items_and_prices()
+    m = evaluation.compute_metrics(prices, preds)
+    assert m["rmsle"] == pytest.approx(root_mean_squared_log_error(prices, preds), rel=1e-12)
+    assert m["mae"] == pytest.approx(mean_absolute_error(prices, preds), rel=1e-12)
+    assert evaluation.rmsle(prices, prices) == 0
+
+
+def test_negative_predictions_are_clipped_to_zero():
+    assert evaluation.rmsle([10.0], [-5.0]) == pytest.approx(math.log1p(10.0))
+
+
+def test_hit_rule_uses_dollars_for_cheap_and_percent_for_dear_items():
+    truths = np.array([10, 10, 100, 100])
+    preds = np.array([14.9, 15.1, 119, 121])
+    assert evaluation.hits(truths, preds).tolist() == [True, False, True, False]
+
+
+def test_a_constant_guess_does_not_score_a_high_hit_rate_on_mercari():
+    items, _ = data.load_mercari()
+    prices = np.array([it.price for it in items])
+    for constant in (np.median(prices), prices.mean()):
+        assert evaluation.hits(prices, np.full_like(prices, constant)).mean() < 0.5
+
+
+def test_per_category_table():
+    items, prices, preds = items_and_prices()
+    table = evaluation.per_category(items, preds)
+    assert set(table.category) == {"Women", "Men", "Beauty", "Kids"}
+    assert table.n_items.sum() == len(items)
+    women = [i for i, it in enumerate(items) if it.category == "Women"]
+    assert table.set_index("category").loc["Women", "rmsle"] == pytest.approx(root_mean_squared_log_error(prices[women], preds[women]))
+
+
+def test_score_rejects_bad_predictions():
+    items, prices, preds = items_and_prices(5)
+    with pytest.raises(ValueError, match="not finite"):
+        evaluation.score("m", items, [1, 2, float("nan"), 4, 5], store=False)
+    with pytest.raises(ValueError, match="5 items"):
+        evaluation.score("m", items, [1, 2], store=False)
+    with pytest.raises(ValueError, match="no prediction"):
+        evaluation.score("m", items, {"t0": 1.0}, store=False)
+    with pytest.raises(ValueError):
+        evaluation.score("m", [], [], store=False)
+
+
+@pytest.fixture()
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_RESULTS", str(tmp_path))
+    monkeypatch.setattr(results, "_current_data_version", lambda profile: "test-data")
+    monkeypatch.setattr(data, "data_version", lambda profile=None, *a, **k: "test-data")
+    monkeypatch.setattr(evaluation, "_check_split", lambda *a, **k: None)
+    return tmp_path
+
+
+def test_score_stores_metrics_and_predictions(store):
+    items, prices, preds = items_and_prices(50)
+    profile = config.get_profile("ci")
+    result = evaluation.score("noisy", items, preds, profile=profile, extra={"kind": "test"})
+    assert result.rmsle == pytest.approx(root_mean_squared_log_error(prices, preds))
+    assert result.predictions["t3"] == pytest.approx(preds[3])
+    board = results.leaderboard(profile)
+    assert board.loc[1, "model"] == "noisy" and board.loc[1, "rmsle"] == pytest.approx(result.rmsle)
+    assert results.load_predictions("noisy", "eval", profile) == pytest.approx(result.predictions)
+    assert str(result).startswith("noisy on eval (50 items)")
+
+
+def test_evaluate_calls_the_pricer_for_every_item(store):
+    items, prices, _ = items_and_prices(30)
+    seen = []
+
+    def pricer(item):
+        seen.append(item.id)
+        return item.price * 1.1
+
+    result = evaluation.evaluate(pricer, items, "ten percent high", profile=config.get_profile("ci"))
+    assert seen == [it.id for it in items]
+    assert result.metrics["log_bias"] > 0 and result.hit_rate == 1.0
+    assert result.timings["predict_s"] >= 0 and "ms_per_item" in result.timings
+    assert result.per_category().n_items.sum() == 30
+
+
+def test_plot_scatter_draws_every_point(store):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    items, prices, preds = items_and_prices(40)
+    result = evaluation.score("m", items, preds, store=False)
+    ax = evaluation.plot_scatter(result)
+    assert ax.get_xscale() == "log" and len(ax.collections[0].get_offsets()) == 40

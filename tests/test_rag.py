@@ -1,0 +1,181 @@
+"""The knowledge base, its loader and splitter, the Chroma and FAISS indexes, and the metrics.
+
+Uses the real offline embedding model (MiniLM) and a real Chroma store in a temp dir.
+"""
+
+from __future__ import annotations
+
+import collections
+import shutil
+
+import pytest
+
+from course_utils import rag
+
+SMALL = rag.CHUNKINGS[0]
+
+
+@pytest.fixture(scope="module")
+def documents():
+    return rag.load_documents()
+
+
+@pytest.fixture(scope="module")
+def embeddings():
+    return rag.get_embeddings()
+
+
+@pytest.fixture(scope="module")
+def questions():
+    return rag.load_questions()
+
+
+# --- the knowledge base itself ----------------------------------------------------------
+def test_knowledge_base_has_forty_typed_documents(documents):
+    assert len(documents) >= 40
+    types = collections.Counter(doc.metadata["type"] for doc in documents)
+    assert set(types) == set(rag.DOC_TYPES)
+    assert all(count >= 5 for count in types.values()), types
+
+
+def test_categories_match_mercari_top_level(documents):
+    titles = {doc.metadata["title"].removesuffix(" category") for doc in documents if doc.metadata["type"] == "category"}
+    mercari = {"Women", "Men", "Electronics", "Kids", "Home", "Beauty", "Vintage & Collectibles", "Sports & Outdoors", "Handmade", "Other"}
+    assert titles == mercari
+
+
+def test_question_set_names_existing_documents(documents, questions):
+    sources = {doc.metadata["source"] for doc in documents}
+    assert len(questions) >= 30
+    assert {q["source"] for q in questions} <= sources
+    assert len({q["question"] for q in questions}) == len(questions)
+
+
+# --- bad input --------------------------------------------------------------------------
+def test_missing_and_empty_folders_are_reported(tmp_path):
+    with pytest.raises(rag.KnowledgeBaseError, match="does not exist"):
+        rag.load_documents(tmp_path / "nope")
+    with pytest.raises(rag.KnowledgeBaseError, match="no .md documents"):
+        rag.load_documents(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("# no front matter\nbody", "no front matter"),
+        ("---\ntitle: [unclosed\ntype: policy\n---\nbody", "not valid YAML"),
+        ("---\ntitle: A\n---\nbody", "lacks type"),
+        ("---\ntitle: A\ntype: recipe\n---\nbody", "'recipe' is not one of"),
+        ("---\ntitle: A\ntype: policy\n---\n", "no text"),
+    ],
+)
+def test_unparsable_documents_name_the_file_and_the_reason(tmp_path, text, message):
+    (tmp_path / "broken.md").write_text(text)
+    with pytest.raises(rag.DocumentParseError, match=message) as info:
+        rag.load_documents(tmp_path)
+    assert "broken.md" in str(info.value)
+
+
+def test_binary_file_is_a_parse_error(tmp_path):
+    (tmp_path / "image.md").write_bytes(b"\xff\xd8\xff\xe0 not text")
+    with pytest.raises(rag.DocumentParseError, match="image.md: not valid UTF-8"):
+        rag.load_documents(tmp_path)
+
+
+# --- splitting --------------------------------------------------------------------------
+def test_chunkings_differ_and_keep_metadata(documents):
+    sizes = {}
+    for chunking in rag.CHUNKINGS:
+        chunks = rag.split_documents(documents, chunking)
+        sizes[chunking.name] = len(chunks)
+        assert all(len(c.page_content) <= chunking.chunk_size + 80 for c in chunks)  # + the title header
+        assert all(c.metadata["type"] in rag.DOC_TYPES and c.metadata["source"].endswith(".md") for c in chunks)
+        assert len({c.id for c in chunks}) == len(chunks)
+    assert sizes["small"] > sizes["medium"] > sizes["large"] >= len(documents)
+
+
+def test_chunk_ids_are_deterministic(documents):
+    first = [c.id for c in rag.split_documents(documents, SMALL)]
+    second = [c.id for c in rag.split_documents(documents, SMALL)]
+    assert first == second
+
+
+def test_invalid_chunking_is_rejected():
+    with pytest.raises(ValueError, match="overlap"):
+        rag.Chunking("bad", 100, 100)
+
+
+# --- metrics ----------------------------------------------------------------------------
+def test_metrics_by_hand():
+    assert rag.first_hit_rank(["a", "b", "c"], "b") == 2
+    assert rag.first_hit_rank(["a"], "z") is None
+    metrics = rag.retrieval_metrics([1, 2, None, 5], ks=(1, 3))
+    assert metrics == {"hit@1": 0.25, "hit@3": 0.5, "mrr": pytest.approx((1 + 0.5 + 0.2) / 4)}
+
+
+# --- stores -----------------------------------------------------------------------------
+def test_chroma_store_rebuilds_without_duplicates_and_survives_bad_input(tmp_path, documents, embeddings):
+    persist = tmp_path / "chroma"
+    chunks = rag.split_documents(documents, SMALL)
+    store, report = rag.build_chroma(chunks, SMALL, embeddings, persist)
+    assert report.added == len(chunks) and len(store.get(include=[])["ids"]) == len(chunks)
+
+    # A second run, as when a learner re-runs the notebook: nothing added, no duplicates.
+    store, again = rag.build_chroma(chunks, SMALL, embeddings, persist)
+    assert (again.added, again.removed) == (0, 0)
+    assert len(store.get(include=[])["ids"]) == len(chunks)
+
+    # An edited knowledge base: one document removed -> its chunks go, the rest stay.
+    kb = tmp_path / "kb"
+    shutil.copytree(rag.knowledge_base_dir(), kb)
+    (kb / "partner-stratus-cloud.md").unlink()
+    store, edited = rag.build_knowledge_base(SMALL, kb, persist, embeddings)
+    gone = sum(1 for c in chunks if c.metadata["source"] == "partner-stratus-cloud.md")
+    assert edited.removed == gone and edited.added == 0
+    count = len(store.get(include=[])["ids"])
+
+    # A broken document: a clear error, and the store is left as it was.
+    (kb / "zz-broken.md").write_text("no front matter here")
+    with pytest.raises(rag.DocumentParseError, match="zz-broken.md"):
+        rag.build_knowledge_base(SMALL, kb, persist, embeddings)
+    assert len(rag.open_chroma(SMALL, embeddings, persist).get(include=[])["ids"]) == count
+
+
+def test_retrieval_hit_rate_and_faiss_agrees_with_chroma(tmp_path, documents, embeddings, questions):
+    chunks = rag.split_documents(documents, SMALL)
+    store, _ = rag.build_chroma(chunks, SMALL, embeddings, tmp_path / "chroma")
+    chroma_metrics, rows = rag.evaluate_retrieval(store, questions, ks=(1, 5))
+    assert chroma_metrics["hit@5"] >= 0.9, [r for r in rows if r["rank"] != 1]
+    faiss_metrics, _ = rag.evaluate_retrieval(rag.FaissIndex(chunks, embeddings), questions, ks=(1, 5))
+    # Both are exact cosine search over the same vectors; HNSW may differ in a rare tie.
+    assert faiss_metrics["hit@5"] == pytest.approx(chroma_metrics["hit@5"], abs=0.05)
+    assert faiss_metrics["mrr"] == pytest.approx(chroma_metrics["mrr"], abs=0.05)
+
+
+def test_off_topic_questions_score_below_the_relevance_guard(tmp_path, documents, embeddings, questions):
+    chunks = rag.split_documents(documents, SMALL)
+    index = rag.FaissIndex(chunks, embeddings)
+    off_topic = ["What is the boiling point of mercury on Mars?", "Who won the football world cup in 1998?"]
+    for question in off_topic:
+        assert rag.search(index, question, 1)[0][1] < 0.3
+    on_topic = [rag.search(index, q["question"], 1)[0][1] for q in questions]
+    assert sum(score >= 0.3 for score in on_topic) / len(on_topic) >= 0.9
+
+
+def test_question_too_long_is_refused_before_any_model_call(embeddings):
+    chain = rag.RagChain(store=None, llm=None, embeddings=embeddings)  # no model is contacted
+    with pytest.raises(rag.QuestionTooLongError, match="tokens long"):
+        chain.check_question("What is the selling fee? " * 200)
+    with pytest.raises(ValueError, match="empty"):
+        chain.check_question("   ")
+    assert chain.check_question("  What is the selling fee?  ") == "What is the selling fee?"
+
+
+def test_vector_map_projects_to_two_dimensions(documents, embeddings):
+    chunks = rag.split_documents(documents, rag.CHUNKINGS[-1])
+    vectors = embeddings.encode([c.page_content for c in chunks])
+    for method in ("pca", "tsne"):
+        points = rag.project_2d(vectors, method)
+        assert points.shape == (len(chunks), 2)
+    with pytest.raises(ValueError, match="unknown projection"):
+        rag.project_2d(vectors, "umap")

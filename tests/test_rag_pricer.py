@@ -1,0 +1,139 @@
+"""The RAG pricer (prompt, parsing, fallback, clipping) and the forest on embeddings."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from course_utils.items import Item
+from course_utils.rag_pricer import (
+    EmbeddingForest,
+    RAGPricer,
+    build_messages,
+    decide_price,
+)
+from course_utils.vectorstore import Neighbour, ProductStore
+
+
+def nb(price, title="thing", sim=0.9):
+    return Neighbour(id=f"n-{price}", title=title, category="Other", price=price, similarity=sim)
+
+
+NEIGHBOURS = [nb(10.0, "Blue denim jacket"), nb(20.0, "Levi's jean jacket"), nb(40.0, "Leather jacket")]
+ITEM = Item(id="q", title="Vintage denim jacket", categories=("Women", "Coats & Jackets"), brand="Levi's", condition="Good", price=25)
+
+
+def test_prompt_shows_neighbours_with_prices_and_stays_short():
+    messages = build_messages(ITEM, NEIGHBOURS)
+    assert [m["role"] for m in messages] == ["system", "user"]
+    user = messages[1]["content"]
+    for line in ("Blue denim jacket: $10", "Levi's jean jacket: $20", "Leather jacket: $40"):
+        assert line in user
+    assert "Vintage denim jacket" in user and "Women > Coats & Jackets" in user
+    assert "$25" not in user  # the true price is never shown
+    assert len(user) < 400
+
+
+@pytest.mark.parametrize(
+    "answer, price, fallback, clipped",
+    [
+        ("$18", 18.0, False, False),
+        ("Price is $25.50", 25.5, False, False),
+        ("$500", 40.0, False, True),  # above every neighbour: clipped to the highest
+        ("1", 10.0, False, True),  # below every neighbour: clipped to the lowest
+        ("I don't know", 20.0, True, False),  # no number: the neighbours' median
+        ("", 20.0, True, False),
+    ],
+)
+def test_decide_price(answer, price, fallback, clipped):
+    result = decide_price(answer, NEIGHBOURS)
+    assert result.price == pytest.approx(price)
+    assert result.fallback is fallback
+    assert result.clipped is clipped
+    assert result.raw == answer
+
+
+def test_decide_price_without_clipping_keeps_the_answer():
+    assert decide_price("$500", NEIGHBOURS, clip=False).price == 500.0
+    with pytest.raises(ValueError, match="neighbour"):
+        decide_price("$5", [])
+
+
+class CannedBackend:
+    """Stands in for the chat model in the counting test: replies from a list, records prompts."""
+
+    def __init__(self, replies):
+        self.replies = list(replies)
+        self.prompts = []
+
+    def chat(self, messages, **kwargs):
+        self.prompts.append((messages, kwargs))
+        return self.replies.pop(0)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    from course_utils.models import load_embedding_model
+
+    s = ProductStore(path=tmp_path_factory.mktemp("store"), embedder=load_embedding_model())
+    listings = [
+        Item(id="1", title="Denim jacket Levi's trucker", categories=("Women",), price=30),
+        Item(id="2", title="Jean jacket light wash", categories=("Women",), price=20),
+        Item(id="3", title="PlayStation 4 controller", categories=("Electronics",), price=35),
+        Item(id="4", title="Xbox One wireless controller", categories=("Electronics",), price=30),
+        Item(id="5", title="Scented candle set of 3", categories=("Home",), price=12),
+    ]
+    s.add_items(listings, progress=False)
+    return s
+
+
+def test_rag_pricer_counts_fallbacks_and_clips(store):
+    backend = CannedBackend(["$25", "no idea", "$1000"])
+    pricer = RAGPricer(store, backend=backend, k=2)
+    prices = pricer.price_many(
+        [ITEM, Item(id="a", title="PS4 controller black", price=30), Item(id="b", title="Levi denim jacket", price=28)],
+        progress=False,
+    )
+    assert prices[0] == 25.0
+    assert prices[1] == pytest.approx(32.5)  # median of the two controllers
+    assert prices[2] == 30.0  # clipped to the top of its neighbours (20, 30)
+    stats = pricer.stats()
+    assert stats == {"answers": 3, "fallbacks": 1, "clipped": 1, "model_decided": 1, "fallback_rate": 1 / 3, "clip_rate": 1 / 3}
+    # the neighbours shown for the controller were the two controllers, with their prices
+    shown = backend.prompts[1][0][1]["content"]
+    assert "PlayStation 4 controller: $35" in shown and "Xbox One wireless controller: $30" in shown
+    assert backend.prompts[0][1]["temperature"] == 0.0
+    pricer.reset_stats()
+    assert pricer.stats()["answers"] == 0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed")
+def test_rag_pricer_with_the_local_chat_model(store, clean_env):
+    from course_utils.llm import get_backend
+
+    pricer = RAGPricer(store, backend=get_backend("local"), k=3)
+    price = pricer(Item(id="c", title="Xbox controller", categories=("Electronics",), price=30))
+    assert 12.0 <= price <= 35.0  # within the neighbours' range, whatever the tiny model says
+    assert pricer.stats()["answers"] == 1
+
+
+def test_embedding_forest_learns_price_from_vectors(store):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 8))
+    prices = np.exp(2 + X[:, 0])  # price grows with the first coordinate
+    forest = EmbeddingForest(store, n_estimators=30, max_features=1.0, seed=0).fit(X, prices)
+    low, high = forest.predict_vectors(np.array([[-1.5] + [0] * 7, [1.5] + [0] * 7]))
+    assert high > 3 * low
+    with pytest.raises(ValueError, match="positive"):
+        EmbeddingForest(store).fit(X[:3], [1.0, -2.0, 3.0])
+
+
+def test_embedding_forest_on_the_store(store):
+    forest = EmbeddingForest(store, n_estimators=20, min_samples_leaf=1, seed=0).fit()
+    assert forest.n_train == store.count()
+    pad, candle = forest.predict_many(
+        [Item(id="x", title="Wireless game controller", price=1), Item(id="y", title="Candles", price=1)]
+    )
+    assert pad > candle
+    with pytest.raises(RuntimeError, match="not fitted"):
+        EmbeddingForest(store).predict_vectors(np.zeros((1, 384)))
