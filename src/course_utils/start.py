@@ -8,6 +8,7 @@ everything after the import lives here, so no notebook repeats set-up code.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import socket
@@ -93,6 +94,9 @@ def _offline_environment() -> None:
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")  # chromadb
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # bitsandbytes offers an optional CPU kernel fetched from the Hub; its built-in fallback is
+    # what runs offline, so the warning about the missing download is noise here.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 def start(profile_name: str | None = None, quiet: bool = False) -> config.Profile:
