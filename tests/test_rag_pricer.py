@@ -25,8 +25,8 @@ ITEM = Item(id="q", title="Vintage denim jacket", categories=("Women", "Coats & 
 
 def test_prompt_shows_neighbours_with_prices_and_stays_short():
     messages = build_messages(ITEM, NEIGHBOURS)
-    assert [m["role"] for m in messages] == ["system", "user"]
-    user = messages[1]["content"]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    user = messages[-1]["content"]
     for line in ("Blue denim jacket: $10", "Levi's jean jacket: $20", "Leather jacket: $40"):
         assert line in user
     assert "Vintage denim jacket" in user and "Women > Coats & Jackets" in user
@@ -100,7 +100,7 @@ def test_rag_pricer_counts_fallbacks_and_clips(store):
     stats = pricer.stats()
     assert stats == {"answers": 3, "fallbacks": 1, "clipped": 1, "model_decided": 1, "fallback_rate": 1 / 3, "clip_rate": 1 / 3}
     # the neighbours shown for the controller were the two controllers, with their prices
-    shown = backend.prompts[1][0][1]["content"]
+    shown = backend.prompts[1][0][-1]["content"]
     assert "PlayStation 4 controller: $35" in shown and "Xbox One wireless controller: $30" in shown
     assert backend.prompts[0][1]["temperature"] == 0.0
     pricer.reset_stats()

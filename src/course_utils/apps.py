@@ -30,7 +30,9 @@ def chat_app(backend=None, system_prompt: str = DEFAULT_SYSTEM_PROMPT, max_token
         except Exception as exc:  # show the reason in the chat instead of a bare "Error"
             yield f"Error from {backend.describe()}: {type(exc).__name__}: {exc}"
 
-    return gr.ChatInterface(respond, title=title, description=backend.describe(), flagging_mode="never")
+    return gr.ChatInterface(
+        respond, title=title, description=backend.describe(), flagging_mode="never", api_name="chat"
+    )
 
 
 def rag_answer_stream(rag_chain, message: str) -> Iterator[str]:
@@ -59,6 +61,7 @@ def rag_app(rag_chain, examples: list[str] | None = None, title: str = "Ask Rela
         examples=examples,
         cache_examples=False,
         flagging_mode="never",
+        api_name="chat",
     )
 
 

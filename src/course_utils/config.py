@@ -136,9 +136,9 @@ _OFFLINE_SIZES = {
     "ensemble_val_items": 500,  # validation items the ensemble is fitted on
     "rag_index_items": 20_000,
     "sft_train_items": 2_000,
-    "sft_max_steps": 300,
-    "qlora_max_steps": 300,
-    "qlora_save_steps": 40,  # checkpoint every N optimizer steps (notebook 09)
+    "sft_max_steps": 40,  # notebook 08's full fine-tune of the local model (~6 s a step on 2 cores)
+    "qlora_max_steps": 120,  # notebook 09: ~15 min on 2 cores; the GPU profiles set their own
+    "qlora_save_steps": 30,  # checkpoint every N optimizer steps (notebook 09)
     "lora_r": 16,  # LoRA rank
     "lora_alpha": 32,  # LoRA scale numerator (alpha / r multiplies the update)
     "price_top_k": 5,  # first tokens the probability-weighted price averages over (notebook 10)
@@ -182,6 +182,7 @@ _GPU_SIZES = {
     "sft_train_items": 20_000,
     "sft_max_steps": 2_000,
     "qlora_max_steps": 2_000,
+    "qlora_save_steps": 200,
     "batch_size": 16,
     "max_tokens_prompt": 160,
 }

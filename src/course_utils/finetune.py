@@ -36,7 +36,7 @@ DEFAULT_OPENAI_BASE = "gpt-4o-mini-2024-07-18"
 
 # LoRA adapters start at zero and tolerate a high rate; updating every weight needs less.
 QLORA_LEARNING_RATE = 2e-4
-FULL_LEARNING_RATE = 2e-5
+FULL_LEARNING_RATE = 5e-5
 
 
 # --- chat-format examples ----------------------------------------------------------------
@@ -454,7 +454,8 @@ def sft_config(output_dir, profile: config.Profile | None = None, max_steps: int
         completion_only_loss=True,  # loss on the assistant's price only, never on the prompt
         packing=False,  # one example per row, so the mask above stays exact
         # Checkpoints: every save_steps steps, keeping the last two, so training resumes.
-        save_strategy="steps",
+        # (A full fine-tune's checkpoint holds every weight and optimizer state: off by default.)
+        save_strategy="steps" if quantized else "no",
         save_steps=profile.size("qlora_save_steps"),
         save_total_limit=2,
         logging_steps=max(1, steps // 20),
@@ -488,13 +489,10 @@ def train(model, tokenizer, train_dataset, args, resume: bool | str = False, sto
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - started
-    tokens = int(trainer._metrics["train"].get("num_tokens", [0])[-1]) if hasattr(trainer, "_metrics") else 0
+    # Tokens this trainer fed the model (prompt and answer, no padding); TRL keeps the count.
+    tokens = int(getattr(trainer, "_total_train_tokens", 0) or max((log.get("num_tokens", 0) for log in stats.logs), default=0))
     steps_done = trainer.state.global_step - (int(Path(checkpoint).name.split("-")[-1]) if checkpoint else 0)
-    start_tokens = 0
-    if checkpoint:  # num_tokens is restored with the state: count only this run's share
-        state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
-        start_tokens = int(next((h["num_tokens"] for h in reversed(state.get("log_history", [])) if "num_tokens" in h), 0))
-    result = TrainResult(steps_done, seconds, stats.step_times, max(0, tokens - start_tokens), peak_memory_mb(), stats.logs, Path(args.output_dir))
+    result = TrainResult(steps_done, seconds, stats.step_times, tokens, peak_memory_mb(), stats.logs, Path(args.output_dir))
     result.trainer = trainer
     return result
 
@@ -542,6 +540,32 @@ def load_qlora_model(profile: config.Profile | None = None, adapter: str | os.Pa
     return get_peft_model(base, lora_config(profile))
 
 
+def load_finetuned(profile: config.Profile | None = None, adapter: str | os.PathLike | None = None, quantized: bool | None = None):
+    """The base model with the saved adapter, for inference.
+
+    quantized=None follows the profile: 4-bit on the GPU profiles (a 7B base needs it);
+    offline, the adapter is merged into the full-precision base instead, because
+    bitsandbytes' 4-bit matmuls on a CPU are ~3x slower than plain fp32 ones. The
+    adapter learned on the NF4 weights; the merged fp32 model differs from the trained
+    one by the (small) quantization error, which the notebook's scores include.
+    """
+    from peft import PeftModel
+
+    from .models import load_causal_lm
+
+    profile = profile or config.get_profile()
+    adapter = Path(adapter or adapter_dir(profile))
+    if not (adapter / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"no adapter at {adapter}; run notebook 09 (QLoRA) first to train and save it")
+    quantized = profile.load_in_4bit if quantized is None else quantized
+    if quantized:
+        model = PeftModel.from_pretrained(load_causal_lm("base_model", profile, quantization="4bit"), str(adapter))
+    else:
+        model = PeftModel.from_pretrained(load_causal_lm("base_model", profile), str(adapter)).merge_and_unload()
+    model.eval()
+    return model
+
+
 def trainable_parameters(model) -> dict:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
@@ -585,3 +609,40 @@ def push_adapter(model, repo_id: str, private: bool = True) -> str | None:
         return None
     model.push_to_hub(repo_id, token=token, private=private)
     return f"https://huggingface.co/{repo_id}"
+
+
+# What each SFT setting does, for the table notebook 09 shows next to the values.
+SETTING_NOTES = {
+    "max_steps": "optimizer updates in the run (overrides num_train_epochs)",
+    "per_device_train_batch_size": "examples per forward/backward pass",
+    "gradient_accumulation_steps": "passes summed before one update; effective batch = batch x this",
+    "learning_rate": "step size; LoRA adapters start at zero and take a ~10x higher rate than full fine-tuning",
+    "lr_scheduler_type": "how the rate changes: cosine decays it smoothly to zero by the last step",
+    "warmup_steps": "linear warm-up (a fraction < 1 = share of all steps) to avoid big early updates",
+    "optim": "the optimizer: AdamW; paged 8-bit AdamW on CUDA keeps its state small and spill-able",
+    "weight_decay": "pull weights towards zero; off, since the adapters are tiny",
+    "max_grad_norm": "gradient clipping: one odd batch cannot wreck the weights",
+    "max_length": "longest tokenized example kept; longer ones lose their end (the answer!)",
+    "completion_only_loss": "loss on the assistant's answer only, not on the prompt",
+    "save_steps": "a checkpoint every N steps (adapters + optimizer + scheduler + RNG state)",
+    "save_total_limit": "older checkpoints are deleted beyond this many",
+    "bf16": "bfloat16 mixed precision (Ampere+ GPUs)",
+    "fp16": "float16 mixed precision (a T4 has no bf16)",
+    "gradient_checkpointing": "recompute activations in the backward pass: less GPU memory, ~30% slower",
+    "seed": "same seed, same data order and dropout: a re-run gives the same curve",
+}
+
+
+def explain_config(args):
+    """A DataFrame of the SFT settings that matter, their values and what they do."""
+    import pandas as pd
+
+    rows = [{"setting": key, "value": getattr(args, key), "what it does": note} for key, note in SETTING_NOTES.items() if hasattr(args, key)]
+    return pd.DataFrame(rows).set_index("setting")
+
+
+def interruption_step(profile: config.Profile | None = None) -> int:
+    """Where notebook 09 stops its first run: about halfway, on a checkpoint boundary."""
+    profile = profile or config.get_profile()
+    save, total = profile.size("qlora_save_steps"), profile.size("qlora_max_steps")
+    return max(save, (total // 2) // save * save)

@@ -21,7 +21,7 @@ from .finetune import SYSTEM_PROMPT, answer, user_prompt
 from .items import Item
 from .prices import parse_price
 
-INSTRUCTION = "Answer with the price only, in the form: Price is $12.00"
+INSTRUCTION = "Answer with the price only, starting with: Price is $"
 
 
 class PriceEstimate(BaseModel):
@@ -71,7 +71,7 @@ def few_shot_messages(item: Item, examples: Sequence[Item]) -> list[dict]:
 def structured_messages(item: Item) -> list[dict]:
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": f'{user_prompt(item)}\n\nAnswer in JSON, e.g. {{"price": 12.0}}'},
+        {"role": "user", "content": f"{user_prompt(item)}\n\nAnswer in JSON with one key, price, in US dollars."},
     ]
 
 

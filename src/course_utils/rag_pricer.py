@@ -31,7 +31,11 @@ from .vectorstore import Neighbour, ProductStore, neighbour_median
 RAG_MODEL_NAME = "rag-frontier"
 FOREST_MODEL_NAME = "embedding-forest"
 
-SYSTEM_PROMPT = "You estimate prices of second-hand items. Reply with one price in dollars, like $12."
+SYSTEM_PROMPT = "You estimate prices of second-hand items from similar items. Reply with a price only, like $12."
+# One worked exchange before the real question: a tiny model copies the answer format
+# ("$10") far more reliably from an example than from an instruction alone.
+EXAMPLE_QUESTION = "Similar items:\n- Red cotton t-shirt: $8\n- Blue polo shirt: $14\n\nItem: Green t-shirt, Men > Tops\nPrice?"
+EXAMPLE_ANSWER = "$10"
 
 try:  # the course's shared answer parser (issue 6); a local fallback keeps this module usable alone
     from .prices import parse_price
@@ -64,17 +68,18 @@ def item_summary(item: Item, limit: int = 80) -> str:
 
 
 def build_messages(item: Item, neighbours: Sequence[Neighbour], title_chars: int = 60) -> list[dict]:
-    """The chat messages: similar items with their prices as context, then the item to price.
+    """The chat messages: one worked example, then similar items with prices and the item to price.
 
     The prompt stays short on purpose: SmolLM2-135M loses the thread in long contexts.
     """
     context = "\n".join(f"- {_short(n.title, title_chars)}: ${n.price:.0f}" for n in neighbours)
-    user = (
-        f"Similar items and their prices:\n{context}\n\n"
-        f"Item: {item_summary(item)}\n"
-        "What is its price? Reply with the price only."
-    )
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    question = f"Similar items:\n{context}\n\nItem: {item_summary(item)}\nPrice?"
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": EXAMPLE_QUESTION},
+        {"role": "assistant", "content": EXAMPLE_ANSWER},
+        {"role": "user", "content": question},
+    ]
 
 
 @dataclass

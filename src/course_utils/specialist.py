@@ -86,36 +86,47 @@ def predict_batch(model, tokenizer, items: Sequence[Item], top_k: int = 5, max_d
     input_ids, attention = batch["input_ids"].to(device), batch["attention_mask"].to(device)
     positions = (attention.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
     k = min(top_k, len(start_ids))
-    with torch.inference_mode():
-        out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True)
-        probs = out.logits[:, -1, :].float().softmax(-1)
-        start_index = torch.tensor(start_ids, device=device)
-        start_probs = probs[:, start_index]  # (B, number-start tokens)
-        top = start_probs.topk(k, dim=-1)
-        first = start_index[top.indices]  # (B, k) token ids
-        # Each item becomes k rows, one per first token, sharing the prompt's cache.
+    was_training = model.training
+    model.eval()  # no dropout while pricing, even right after training
+    try:
+        with torch.inference_mode():
+            return _decode(model, items, input_ids, attention, positions, digit_text, start_ids, k, max_digits, device)
+    finally:
+        model.train(was_training)
+
+
+def _decode(model, items, input_ids, attention, positions, digit_text, start_ids, k, max_digits, device) -> list[PricePrediction]:
+    import torch
+
+    out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True)
+    probs = out.logits[:, -1, :].float().softmax(-1)
+    start_index = torch.tensor(start_ids, device=device)
+    start_probs = probs[:, start_index]  # (B, number-start tokens)
+    top = start_probs.topk(k, dim=-1)
+    first = start_index[top.indices]  # (B, k) token ids
+    # Each item becomes k rows, one per first token, sharing the prompt's cache.
+    cache = out.past_key_values
+    cache.batch_repeat_interleave(k)
+    attention = attention.repeat_interleave(k, dim=0)
+    position = positions[:, -1].repeat_interleave(k, dim=0)
+    tokens = first.reshape(-1)
+    texts = [digit_text[int(t)] for t in tokens]
+    alive = [len(t) < max_digits for t in texts]
+    while any(alive):
+        attention = torch.cat([attention, attention.new_ones((attention.shape[0], 1))], dim=1)
+        position = position + 1
+        out = model(input_ids=tokens[:, None], attention_mask=attention, position_ids=position[:, None], past_key_values=cache, use_cache=True)
         cache = out.past_key_values
-        cache.batch_repeat_interleave(k)
-        attention = attention.repeat_interleave(k, dim=0)
-        position = positions[:, -1].repeat_interleave(k, dim=0)
-        tokens = first.reshape(-1)
-        texts = [digit_text[int(t)] for t in tokens]
-        alive = [len(t) < max_digits for t in texts]
-        while any(alive):
-            attention = torch.cat([attention, attention.new_ones((attention.shape[0], 1))], dim=1)
-            position = position + 1
-            out = model(input_ids=tokens[:, None], attention_mask=attention, position_ids=position[:, None], past_key_values=cache, use_cache=True)
-            cache = out.past_key_values
-            tokens = out.logits[:, -1, :].argmax(-1)
-            for row, token in enumerate(tokens.tolist()):
-                if not alive[row]:
-                    continue
-                piece = digit_text.get(token)
-                if piece is None or len(texts[row]) + len(piece) > max_digits:
-                    alive[row] = False
-                else:
-                    texts[row] += piece
-                    alive[row] = len(texts[row]) < max_digits
+        tokens = out.logits[:, -1, :].argmax(-1)
+        for row, token in enumerate(tokens.tolist()):
+            if not alive[row]:
+                continue
+            piece = digit_text.get(token)
+            if piece is None or len(texts[row]) + len(piece) > max_digits:
+                alive[row] = False
+            else:
+                texts[row] += piece
+                alive[row] = len(texts[row]) < max_digits
     predictions = []
     weights = top.values.tolist()
     mass = start_probs.sum(-1).tolist()
@@ -177,3 +188,20 @@ class SpecialistPricer:
         other = SpecialistPricer(self.model, self.tokenizer, mode, self.top_k, self.batch_size)
         other._memo = self._memo
         return other
+
+
+def confidence_table(predictions: Sequence[PricePrediction], items: Sequence[Item], bins: int = 3):
+    """Mean absolute log error by how much weight the top candidate got (low / mid / high thirds)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {
+            "top candidate weight": [p.candidates[0][1] if p.candidates else float("nan") for p in predictions],
+            "abs log error": [abs(math.log1p(p.weighted) - math.log1p(it.price)) for p, it in zip(predictions, items)],
+        }
+    )
+    labels = ["low", "mid", "high"] if bins == 3 else None
+    frame["confidence"] = pd.qcut(frame["top candidate weight"].rank(method="first"), bins, labels=labels)
+    return frame.groupby("confidence", observed=True).agg(
+        items=("abs log error", "size"), top_weight=("top candidate weight", "mean"), mean_abs_log_error=("abs log error", "mean")
+    )

@@ -1,0 +1,113 @@
+"""The classic baselines on a real slice of the Mercari listings."""
+
+import numpy as np
+import pytest
+
+from course_utils import baselines as B
+from course_utils import data, evaluation
+from course_utils.items import Item
+
+
+@pytest.fixture(scope="module")
+def split():
+    items, _ = data.load_mercari()
+    train, val, test = data.make_splits(items, 400, 10, seed=0, items_total=2400)
+    return train, test
+
+
+def rmsle_of(model, train, test):
+    model.fit(train)
+    preds = model.predict(test)
+    assert preds.shape == (len(test),) and np.isfinite(preds).all() and (preds >= 0).all()
+    return evaluation.compute_metrics([it.price for it in test], preds)["rmsle"]
+
+
+@pytest.fixture(scope="module")
+def median_rmsle(split):
+    return rmsle_of(B.ConstantPricer("median"), *split)
+
+
+def test_constant_pricers(split):
+    train, test = split
+    mean = B.ConstantPricer("mean").fit(train)
+    assert mean(test[0]) == pytest.approx(np.mean([it.price for it in train]))
+    with pytest.raises(ValueError):
+        B.ConstantPricer("mode")
+
+
+def test_random_pricer_is_deterministic_and_draws_training_prices(split):
+    train, test = split
+    model = B.RandomPricer(seed=1).fit(train)
+    preds = model.predict(test)
+    assert np.array_equal(preds, model.predict(test))
+    assert model(test[3]) == preds[3]
+    assert set(preds) <= {it.price for it in train}
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        B.FeatureLinear,
+        B.BagOfWordsLinear,
+        lambda: B.Word2VecLinear(epochs=3),
+        B.TfidfRidge,
+        B.TfidfLinearSVR,
+        lambda: B.RandomForest(n_estimators=20),
+        lambda: B.LightGBMPricer(rounds=60),
+        lambda: B.SparseMLP(epochs=2),
+    ],
+    ids=["features", "bow", "word2vec", "ridge", "svr", "forest", "lightgbm", "mlp"],
+)
+def test_learned_baselines_beat_the_median(make, split, median_rmsle):
+    model = make()
+    score = rmsle_of(model, *split)
+    assert score < median_rmsle, f"{model.name}: {score:.3f} vs median {median_rmsle:.3f}"
+    assert model.train_seconds > 0
+    assert model(split[1][0]) == pytest.approx(model.predict(split[1][:1])[0], rel=1e-5)
+
+
+def test_ridge_learns_text_well_enough(split, median_rmsle):
+    assert rmsle_of(B.TfidfRidge(), *split) < median_rmsle - 0.1
+
+
+def test_shared_features_are_fitted_once_and_cached(split):
+    train, test = split
+    feats = B.ListingFeatures()
+    ridge = B.TfidfRidge(feats).fit(train)
+    first = feats.fit_seconds
+    B.TfidfLinearSVR(feats).fit(train)
+    assert feats.fit_seconds == first  # same training items: not refitted
+    assert feats.transform(test) is feats.transform(test)
+    assert feats.transform(test).shape[1] == feats.n_features
+    assert ridge.features is feats
+
+
+def test_log_average_ensemble_is_the_geometric_mean(split):
+    train, test = split
+    a = B.ConstantPricer("mean").fit(train)
+    b = B.ConstantPricer("median").fit(train)
+    ens = B.LogAverageEnsemble([a, b]).fit(train)
+    expected = np.expm1((np.log1p(a.value) + np.log1p(b.value)) / 2)
+    assert ens(test[0]) == pytest.approx(expected)
+
+
+def test_unfitted_and_empty_inputs_fail_clearly():
+    with pytest.raises(RuntimeError, match="fit"):
+        B.TfidfRidge().predict([Item(id="a", title="x", price=1)])
+    with pytest.raises(ValueError, match="no training items"):
+        B.ConstantPricer().fit([])
+
+
+def test_target_encoder_is_out_of_fold_on_training_rows():
+    keys = [["a"] * 50 + ["b"] * 50]
+    y = np.r_[np.zeros(50), np.ones(50)]
+    enc = B.TargetEncoder(smoothing=0, folds=5)
+    train = enc.fit_transform(keys, y)
+    assert np.allclose(train[:50, 0], 0) and np.allclose(train[50:, 0], 1)
+    assert enc.transform([["a", "b", "zzz"]])[:, 0].tolist() == pytest.approx([0, 1, 0.5])
+
+
+def test_all_baselines_lists_every_kind_once():
+    names = [m.name for m in B.all_baselines()]
+    assert len(names) == len(set(names)) == 12
+    assert names[-1] == B.BEST_BASELINE

@@ -1,0 +1,239 @@
+"""Message helpers, structured output, the tool loop, and the course's tools.
+
+The protocol tests use the real `openai` client against a small local HTTP server that
+replies with scripted chat completions (so retries and tool loops are exercised
+deterministically); the `slow` tests run against the real llama.cpp server.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Literal
+
+import openai
+import pytest
+from pydantic import BaseModel, Field
+
+from course_utils import chat
+from course_utils.llm import ChatBackend
+
+
+class Facts(BaseModel):
+    title: str = Field(min_length=3)
+    category: Literal["Women", "Men", "Electronics"]
+    price: float = Field(gt=0)
+
+
+# --- a scripted OpenAI-compatible server -------------------------------------------------
+class ScriptedChat:
+    """Each POST gets the next scripted assistant message (a string, or a dict with tool_calls)."""
+
+    def __init__(self, replies: list):
+        self.replies = list(replies)
+        self.requests: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append(body)
+                reply = outer.replies.pop(0)
+                message = {"role": "assistant", "content": reply} if isinstance(reply, str) else reply
+                payload = {
+                    "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                }  # fmt: skip
+                data = json.dumps(payload).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def backend(self, kind: str = "local") -> ChatBackend:
+        url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        return ChatBackend(openai.OpenAI(base_url=url, api_key="x", max_retries=0), "scripted", kind, url)
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def scripted():
+    servers = []
+
+    def make(replies, kind="local"):
+        server = ScriptedChat(replies)
+        servers.append(server)
+        return server, server.backend(kind)
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+# --- messages ---------------------------------------------------------------------------
+def test_conversation_sends_the_whole_history_in_order():
+    messages = chat.conversation("be brief", [("hi", "hello"), ("2+2?", "4")], "and 3+3?")
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert messages[-1]["content"] == "and 3+3?"
+    assert chat.few_shot_messages("classify", [], "x") == [chat.system("classify"), chat.user("x")]
+
+
+def test_gradio_history_with_content_parts_becomes_plain_messages():
+    history = [
+        {"role": "user", "content": [{"type": "text", "text": "hello"}]},
+        {"role": "assistant", "content": "hi there", "metadata": None},
+        {"role": "assistant", "content": None},
+    ]
+    assert chat.history_to_messages(history) == [chat.user("hello"), chat.assistant("hi there")]
+
+
+# --- structured output ------------------------------------------------------------------
+def test_response_format_per_backend_kind():
+    local = chat.response_format_for(Facts, "local")
+    assert local["type"] == "json_object" and local["schema"]["required"] == ["title", "category", "price"]
+    other = chat.response_format_for(Facts, "base_url")
+    assert other["type"] == "json_schema" and other["json_schema"]["name"] == "Facts"
+
+
+def test_parse_structured_reports_every_problem():
+    assert chat.parse_structured('```json\n{"title": "Sony", "category": "Men", "price": 3}\n```', Facts).price == 3
+    with pytest.raises(ValueError, match="category") as info:
+        chat.parse_structured('{"title": "Sony", "category": "Toys", "price": -1}', Facts)
+    assert "price" in str(info.value)
+    with pytest.raises(ValueError):
+        chat.parse_structured('{"title": "So', Facts)
+
+
+def test_structured_chat_retries_with_the_error_then_succeeds(scripted):
+    server, backend = scripted(['{"title": "Sony", "category": "Toys", "price": 5}', '{"title": "Sony", "category": "Electronics", "price": 5}'])
+    facts = chat.structured_chat(backend, [chat.user("extract")], Facts, retries=2)
+    assert facts == Facts(title="Sony", category="Electronics", price=5)
+    assert len(server.requests) == 2
+    first, retry = server.requests
+    assert first["response_format"]["type"] == "json_object" and "schema" in first["response_format"]
+    assert "invalid" in retry["messages"][-1]["content"] and "category" in retry["messages"][-1]["content"]
+
+
+def test_structured_chat_never_returns_invalid_output(scripted):
+    server, backend = scripted(["not json", '{"title": "x"}', '{"title": "Sony", "category": "Men", "price": 0}'])
+    with pytest.raises(chat.StructuredOutputError) as info:
+        chat.structured_chat(backend, [chat.user("extract")], Facts, retries=2)
+    assert len(info.value.attempts) == 3 and len(server.requests) == 3
+    assert info.value.attempts[0][0] == "not json"
+
+
+# --- tools ------------------------------------------------------------------------------
+def test_seller_earnings_follow_the_fee_policy():
+    assert chat.seller_earnings(40) == {"price": 40, "selling_fee": 4.0, "processing_fee": 1.66, "seller_earns": 34.34}
+    assert chat.seller_earnings(5)["selling_fee"] == 1.0  # the 1-dollar minimum
+    assert chat.seller_earnings(100, relay_plus=True)["selling_fee"] == 8.0
+
+
+def test_tool_run_validates_arguments():
+    tool = chat.fee_tool()
+    assert json.loads(tool.run('{"price": 40}'))["seller_earns"] == 34.34
+    assert "invalid arguments" in json.loads(tool.run('{"price": -1}'))["error"]
+    assert "invalid arguments" in json.loads(tool.run("{not json"))["error"]
+    assert tool.spec()["function"]["parameters"]["required"] == ["price"]
+
+
+def test_decision_schema_offers_tools_and_answer():
+    tools = [chat.fee_tool(), chat.price_lookup_tool()]
+    both = chat.tool_decision_schema(tools)
+    assert len(both["anyOf"]) == 3
+    assert chat.tool_decision_schema(tools, allow_tools=False)["required"] == ["answer"]
+    assert len(chat.tool_decision_schema(tools, allow_answer=False)["anyOf"]) == 2
+
+
+def test_json_tool_loop_calls_the_tool_then_answers(scripted):
+    server, backend = scripted(['{"tool": "seller_earnings", "arguments": {"price": 40}}', '{"answer": "You earn 34.34 dollars."}'])
+    run = chat.run_tools(backend, [chat.user("I sold a jacket for 40 dollars; what do I earn?")], [chat.fee_tool()])
+    assert run.mode == "json" and run.tool_called and run.answer == "You earn 34.34 dollars."
+    assert json.loads(run.steps[0].result)["seller_earns"] == 34.34
+    # The tool result went back to the model in the second request.
+    assert "34.34" in server.requests[1]["messages"][-1]["content"]
+
+
+def test_json_tool_loop_handles_a_model_that_never_calls_or_never_stops(scripted):
+    server, backend = scripted(['{"answer": "About 30 dollars."}'])
+    run = chat.run_tools(backend, [chat.user("what do I earn for 40?")], [chat.fee_tool()])
+    assert not run.tool_called and run.steps[-1].note == "answered without calling a tool"
+
+    call = '{"tool": "seller_earnings", "arguments": {"price": 40}}'
+    server, backend = scripted([call, call, '{"answer": "34.34"}'])
+    run = chat.run_tools(backend, [chat.user("q")], [chat.fee_tool()], max_rounds=5)
+    assert run.answer == "34.34" and "repeated" in run.steps[1].note
+    # After the repeat, the third request could only answer: no tool options in its schema.
+    assert server.requests[2]["response_format"]["schema"]["required"] == ["answer"]
+
+
+def test_native_tool_loop_sends_tool_results_back(scripted):
+    call = {
+        "role": "assistant", "content": None,
+        "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "seller_earnings", "arguments": '{"price": 40}'}}],
+    }  # fmt: skip
+    server, backend = scripted([call, "You earn 34.34 dollars."], kind="openai")
+    run = chat.run_tools(backend, [chat.user("q")], [chat.fee_tool()], require_tool=True)
+    assert run.mode == "native" and run.tool_called and run.answer == "You earn 34.34 dollars."
+    assert server.requests[0]["tool_choice"] == "required"
+    tool_message = server.requests[1]["messages"][-1]
+    assert tool_message["role"] == "tool" and tool_message["tool_call_id"] == "call_1"
+    assert json.loads(tool_message["content"])["seller_earns"] == 34.34
+
+
+def test_price_lookup_reads_the_real_listings():
+    result = chat.price_lookup("nike shoes")
+    assert result["matches"] > 10
+    assert 0 < result["min_price"] <= result["median_price"] <= result["max_price"]
+    assert all("nike" in t.lower() and "shoes" in t.lower() for t in result["examples"])
+    assert chat.price_lookup("zzqx-no-such-thing")["matches"] == 0
+
+
+def test_parse_category_takes_the_first_mention():
+    assert chat.parse_category("Electronics, or maybe Home") == "Electronics"
+    assert chat.parse_category("sports & outdoors") == "Sports & Outdoors"
+    assert chat.parse_category("no idea") is None
+
+
+# --- against the real local llama.cpp server ---------------------------------------------
+@pytest.fixture(scope="module")
+def local_backend():
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python[server] is not installed")
+    from course_utils.llm import get_backend
+
+    return get_backend("local")
+
+
+@pytest.mark.slow
+def test_local_streaming_yields_pieces(local_backend):
+    pieces = list(chat.stream_chat(local_backend, [chat.user("Count from one to five.")], max_tokens=20, temperature=0))
+    assert len(pieces) > 1 and "".join(pieces).strip()
+
+
+@pytest.mark.slow
+def test_local_structured_output_is_valid(local_backend):
+    messages = [chat.system("Extract the listing facts as JSON."), chat.user("Sony headphones for men, 120 dollars.")]
+    facts = chat.structured_chat(local_backend, messages, Facts, retries=2, temperature=0)
+    assert isinstance(facts, Facts) and facts.price > 0
+
+
+@pytest.mark.slow
+def test_local_tool_loop_with_a_required_tool(local_backend):
+    run = chat.run_tools(
+        local_backend, [chat.user("I sold a jacket for 40 dollars. How much do I earn after fees?")],
+        [chat.fee_tool()], require_tool=True, max_rounds=2, temperature=0,
+    )  # fmt: skip
+    assert run.mode == "json" and run.tool_called
+    assert run.steps[0].name == "seller_earnings" and "seller_earns" in run.steps[0].result
+    assert run.steps[-1].kind == "answer"
