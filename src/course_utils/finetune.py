@@ -415,6 +415,12 @@ def _device_flags() -> dict:
     return {"bf16": bf16, "fp16": not bf16}
 
 
+def _checkpointing_field(config_class) -> str:
+    """transformers 5.x renamed gradient_checkpointing to activation_checkpointing."""
+    fields = getattr(config_class, "__dataclass_fields__", {})
+    return "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+
+
 def sft_config(output_dir, profile: config.Profile | None = None, max_steps: int | None = None, quantized: bool = False, **overrides):
     """An SFTConfig whose every setting is explained; `overrides` replace any of them.
 
@@ -466,7 +472,7 @@ def sft_config(output_dir, profile: config.Profile | None = None, max_steps: int
         data_seed=profile.seed,
         dataloader_num_workers=0,
         # Recompute activations in the backward pass to save GPU memory (slower; off on CPU).
-        gradient_checkpointing=cuda,
+        **{_checkpointing_field(SFTConfig): cuda},
         **_device_flags(),
     )
     settings.update(overrides)
@@ -628,7 +634,7 @@ SETTING_NOTES = {
     "save_total_limit": "older checkpoints are deleted beyond this many",
     "bf16": "bfloat16 mixed precision (Ampere+ GPUs)",
     "fp16": "float16 mixed precision (a T4 has no bf16)",
-    "gradient_checkpointing": "recompute activations in the backward pass: less GPU memory, ~30% slower",
+    "activation_checkpointing": "recompute activations in the backward pass: less GPU memory, ~30% slower",
     "seed": "same seed, same data order and dropout: a re-run gives the same curve",
 }
 
@@ -637,7 +643,10 @@ def explain_config(args):
     """A DataFrame of the SFT settings that matter, their values and what they do."""
     import pandas as pd
 
-    rows = [{"setting": key, "value": getattr(args, key), "what it does": note} for key, note in SETTING_NOTES.items() if hasattr(args, key)]
+    notes = dict(SETTING_NOTES)
+    if not hasattr(args, "activation_checkpointing"):  # transformers < 5.x rename
+        notes["gradient_checkpointing"] = notes.pop("activation_checkpointing")
+    rows = [{"setting": key, "value": getattr(args, key), "what it does": note} for key, note in notes.items() if hasattr(args, key)]
     return pd.DataFrame(rows).set_index("setting")
 
 

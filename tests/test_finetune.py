@@ -1,0 +1,199 @@
+"""Fine-tuning data, its validator and cost, the TRL data set and the adapter plumbing."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from course_utils import config, finetune
+from course_utils.items import Item
+
+
+def make_items(n=3):
+    return [
+        Item(id=f"i{k}", title=f"Widget {k}", description="A fine widget", categories=("Home", "Kitchen"), price=10.4 + 7 * k)
+        for k in range(n)
+    ]
+
+
+def test_chat_messages_have_roles_in_order_and_the_rounded_price():
+    messages = finetune.chat_messages(make_items(1)[0])
+    assert [m["role"] for m in messages] == ["system", "user", "assistant"]
+    assert "Widget 0" in messages[1]["content"]
+    assert messages[2]["content"] == "Price is $10.00"
+    assert finetune.chat_messages(make_items(1)[0], with_answer=False)[-1]["role"] == "user"
+
+
+def test_jsonl_round_trip_and_no_temp_files_left(tmp_path):
+    train, val = finetune.write_finetune_files(make_items(3), make_items(2), tmp_path)
+    rows = finetune.read_jsonl(train)
+    assert len(rows) == 3 and rows[1]["messages"][2]["content"] == "Price is $17.00"
+    assert len(finetune.read_jsonl(val)) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.jsonl", "validation.jsonl"]
+
+
+def test_writing_no_items_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="no items"):
+        finetune.write_jsonl([], tmp_path / "x.jsonl")
+
+
+def test_read_jsonl_names_the_bad_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"messages": []}\n{not json\n')
+    with pytest.raises(ValueError, match="bad.jsonl:2"):
+        finetune.read_jsonl(path)
+
+
+@pytest.mark.parametrize(
+    "example, problem",
+    [
+        ({}, "no 'messages'"),
+        ({"messages": [{"role": "user", "content": "hi"}, {"role": "robot", "content": "x"}]}, "unknown role"),
+        ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "  "}]}, "empty content"),
+        ({"messages": [{"role": "assistant", "content": "a"}, {"role": "user", "content": "b"}]}, "alternate"),
+        ({"messages": [{"role": "user", "content": "a"}]}, "last message"),
+        ({"messages": [{"role": "user", "content": "a"}, {"role": "system", "content": "s"}, {"role": "assistant", "content": "b"}]}, "system message may only come first"),
+        ({"messages": [{"role": "user", "content": 3}, {"role": "assistant", "content": "b"}]}, "not text"),
+    ],
+)
+def test_validator_finds_each_kind_of_problem(example, problem):
+    assert any(problem in e for e in finetune.example_errors(example))
+
+
+def test_a_good_example_has_no_errors():
+    assert finetune.example_errors({"messages": finetune.chat_messages(make_items(1)[0])}) == []
+
+
+def test_token_counts_use_o200k_plus_message_overhead():
+    encoding = finetune.o200k_encoding()
+    messages = [{"role": "user", "content": "hello world"}, {"role": "assistant", "content": "Price is $12.00"}]
+    content = len(encoding.encode("hello world")) + len(encoding.encode("Price is $12.00"))
+    assert finetune.count_chat_tokens(messages, encoding) == content + 3 * 2 + 3
+    assert encoding.encode("hello world") == [24912, 2375]  # the o200k ids tiktoken gives
+
+
+def test_validate_jsonl_reports_errors_by_line_and_counts_tokens(tmp_path):
+    path = finetune.write_jsonl(make_items(2), tmp_path / "t.jsonl")
+    with open(path, "a") as handle:
+        handle.write(json.dumps({"messages": [{"role": "user", "content": ""}]}) + "\n")
+    report = finetune.validate_jsonl(path)
+    assert report.examples == 3 and not report.ok
+    assert list(report.errors) == [3]
+    assert report.tokens[0] > 20 and report.tokens[2] == 0
+    assert report.summary()["examples with errors"] == 1
+
+
+def test_cost_estimate_scales_with_epochs():
+    one = finetune.estimate_cost(1_000_000, 1, "gpt-4o-mini-2024-07-18")
+    three = finetune.estimate_cost(1_000_000, 3, "gpt-4o-mini-2024-07-18")
+    assert one["usd"] == pytest.approx(finetune.TRAINING_PRICE_PER_M["gpt-4o-mini-2024-07-18"])
+    assert three["usd"] == pytest.approx(3 * one["usd"]) and three["billed tokens"] == 3_000_000
+    with pytest.raises(ValueError, match="epochs"):
+        finetune.estimate_cost(10, 0)
+    with pytest.raises(KeyError, match="price_per_m"):
+        finetune.estimate_cost(10, 1, "unknown-model")
+
+
+def test_prompt_completion_split_keeps_the_answer_as_completion(tmp_path):
+    path = finetune.write_jsonl(make_items(2), tmp_path / "t.jsonl")
+    dataset = finetune.conversational_dataset(path)
+    row = dataset[0]
+    assert [m["role"] for m in row["prompt"]] == ["system", "user"]
+    assert row["completion"] == [{"role": "assistant", "content": "Price is $10.00"}]
+
+
+def test_conversational_dataset_refuses_invalid_files(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps({"messages": [{"role": "user", "content": "x"}]}) + "\n")
+    with pytest.raises(ValueError, match="bad.jsonl:1"):
+        finetune.conversational_dataset(path)
+
+
+def test_sft_config_settings_and_explanations(tmp_path):
+    profile = config.get_profile("ci")
+    args = finetune.sft_config(tmp_path, profile, quantized=True)
+    assert args.max_steps == profile.size("qlora_max_steps")
+    assert args.save_steps == profile.size("qlora_save_steps") and args.completion_only_loss is True
+    assert args.learning_rate == finetune.QLORA_LEARNING_RATE
+    assert args.max_length > profile.size("max_tokens_prompt")
+    table = finetune.explain_config(args)
+    assert table.loc["learning_rate", "value"] == finetune.QLORA_LEARNING_RATE
+    assert finetune.sft_config(tmp_path, profile, max_steps=3).save_strategy == "no"
+
+
+def test_lora_config_from_the_profile():
+    profile = config.get_profile("ci")
+    lora = finetune.lora_config(profile)
+    assert lora.r == profile.size("lora_r") and lora.lora_alpha == profile.size("lora_alpha")
+    assert set(lora.target_modules) == set(finetune.LORA_TARGETS)
+
+
+def test_interruption_step_is_on_a_checkpoint_halfway():
+    for name in ("ci", "offline", "gpu"):
+        profile = config.get_profile(name)
+        step = finetune.interruption_step(profile)
+        assert step % profile.size("qlora_save_steps") == 0
+        assert 0 < step < profile.size("qlora_max_steps")
+
+
+class _Saver:
+    """Something with save_pretrained, like a PeftModel: writes one file, or fails."""
+
+    def __init__(self, text, fail=False):
+        self.text, self.fail = text, fail
+
+    def save_pretrained(self, folder):
+        Path(folder, "adapter_model.safetensors").write_text(self.text)
+        if self.fail:
+            raise RuntimeError("disk full")
+
+
+def test_save_adapter_replaces_atomically_and_keeps_the_old_one_on_failure(tmp_path):
+    target = tmp_path / "adapters" / "a"
+    finetune.save_adapter(_Saver("v1"), target)
+    finetune.save_adapter(_Saver("v2"), target)
+    assert (target / "adapter_model.safetensors").read_text() == "v2"
+    with pytest.raises(RuntimeError):
+        finetune.save_adapter(_Saver("v3", fail=True), target)
+    assert (target / "adapter_model.safetensors").read_text() == "v2"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["a"]
+    assert finetune.folder_size_mb(target) > 0
+
+
+def test_load_finetuned_without_adapter_says_which_notebook(tmp_path):
+    with pytest.raises(FileNotFoundError, match="notebook 09"):
+        finetune.load_finetuned(config.get_profile("ci"), adapter=tmp_path / "missing")
+
+
+def test_no_openai_key_means_no_client(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setattr("course_utils.secrets.get_secret", lambda name, required=False: None)
+    assert finetune.openai_client() is None
+
+
+def test_smollm2_template_needs_prompt_completion_data():
+    from course_utils import models
+
+    tokenizer = models.load_tokenizer("base_model", config.get_profile("ci"))
+    assert finetune.assistant_mask_support(tokenizer).startswith("no")
+
+
+@pytest.mark.slow
+def test_qlora_stops_resumes_and_saves(tmp_path, monkeypatch):
+    """Two real QLoRA steps on the 4-bit model: stop after one, resume, save, reload."""
+    from course_utils import models
+
+    profile = config.get_profile("ci")
+    path = finetune.write_jsonl(make_items(4), tmp_path / "t.jsonl")
+    dataset = finetune.conversational_dataset(path)
+    tokenizer = finetune.ensure_chat_template(models.load_tokenizer("base_model", profile))
+    args = finetune.sft_config(tmp_path / "ckpt", profile, quantized=True, max_steps=2, save_steps=1, per_device_train_batch_size=2)
+    first = finetune.train(finetune.load_qlora_model(profile), tokenizer, dataset, args, stop_after=1)
+    assert first.steps == 1 and finetune.last_checkpoint(tmp_path / "ckpt").endswith("checkpoint-1")
+    model = finetune.load_qlora_model(profile)
+    second = finetune.train(model, tokenizer, dataset, args, resume=True)
+    assert second.trainer.state.global_step == 2 and second.steps == 1 and second.tokens > 0
+    adapter = finetune.save_adapter(model, tmp_path / "adapter")
+    assert (adapter / "adapter_config.json").is_file()
+    reloaded = finetune.load_qlora_model(profile, adapter=adapter, trainable=False)
+    assert finetune.trainable_parameters(reloaded)["trainable"] == 0
