@@ -139,3 +139,23 @@ def test_ablation_reports_every_input(store):
     assert list(table["inputs"]) == ["all"] + [f"without {r}" for r in ens.roles]
     assert table.loc[0, "change"] == 0
     assert (table["cv_rmsle"] > 0).all()
+
+
+def test_write_leaderboard_writes_markdown_and_png(tmp_path, monkeypatch):
+    from course_utils.leaderboard import CHART_FILE, MARKDOWN_FILE, write_leaderboard
+
+    monkeypatch.setenv("COURSE_RESULTS", str(tmp_path))
+    profile = config.get_profile("ci")
+    with pytest.raises(ValueError, match="no model has been scored"):
+        write_leaderboard(profile)
+    for model, value in (("worse | model", 0.8), ("ensemble", 0.41), ("middle", 0.5)):
+        results.record(model, {"rmsle": value, "mae": 10 * value, "hit_rate": 1 - value, "median_ae": 5.0, "n_items": 60}, profile)
+    text = write_leaderboard(profile)
+    md = (tmp_path / MARKDOWN_FILE).read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| ") and not line.startswith("| rank")]
+    assert [r.split(" | ")[1] for r in rows] == ["ensemble", "middle", "worse \\| model"]  # best first, pipes escaped
+    assert "| 1 | ensemble | 0.410 | 4.10 | 59.0% | 60 |" in md
+    assert rows[0] in text
+    png = (tmp_path / CHART_FILE).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".leaderboard")]  # no temp files left

@@ -12,7 +12,7 @@ from course_utils.rag_pricer import (
     build_messages,
     decide_price,
 )
-from course_utils.vectorstore import Neighbour, ProductStore
+from course_utils.vectorstore import Neighbour, ProductStore, neighbour_weighted_price
 
 
 def nb(price, title="thing", sim=0.9):
@@ -41,7 +41,7 @@ def test_prompt_shows_neighbours_with_prices_and_stays_short():
         ("Price is $25.50", 25.5, False, False),
         ("$500", 40.0, False, True),  # above every neighbour: clipped to the highest
         ("1", 10.0, False, True),  # below every neighbour: clipped to the lowest
-        ("I don't know", 20.0, True, False),  # no number: the neighbours' median
+        ("I don't know", 20.0, True, False),  # no number: the neighbours' weighted (geometric) mean
         ("", 20.0, True, False),
     ],
 )
@@ -95,7 +95,8 @@ def test_rag_pricer_counts_fallbacks_and_clips(store):
         progress=False,
     )
     assert prices[0] == 25.0
-    assert prices[1] == pytest.approx(32.5)  # median of the two controllers
+    assert 30.0 < prices[1] < 35.0  # no number: the similarity-weighted price of the two controllers
+    assert prices[1] == pytest.approx(neighbour_weighted_price(pricer.answers[1].neighbours))
     assert prices[2] == 30.0  # clipped to the top of its neighbours (20, 30)
     stats = pricer.stats()
     assert stats == {"answers": 3, "fallbacks": 1, "clipped": 1, "model_decided": 1, "fallback_rate": 1 / 3, "clip_rate": 1 / 3}

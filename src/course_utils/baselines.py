@@ -155,6 +155,13 @@ class ListingFeatures:
             self._cache[key] = sparse.hstack(blocks, format="csr", dtype=np.float32)
         return self._cache[key]
 
+    def frequent_columns(self, items: Sequence[Item], k: int) -> np.ndarray:
+        """Indices of the k columns non-zero in most of `items` (the training rows): a cheap
+        way to shrink the matrix for models that pay per feature (trees, the neural net)."""
+        counts = self.transform(items).getnnz(axis=0)
+        k = min(k, len(counts))
+        return np.sort(np.argsort(-counts, kind="stable")[:k])
+
     @property
     def n_features(self) -> int:
         return len(self.title_vec.vocabulary_) + len(self.text_vec.vocabulary_) + sum(len(c) for c in self.onehot.categories_) + 3
@@ -423,14 +430,18 @@ class LightGBMPricer(_SharedFeaturesModel):
 
     name = "lightgbm"
 
-    def __init__(self, features: ListingFeatures | None = None, rounds: int = 600, learning_rate: float = 0.1, num_leaves: int = 63, seed: int = 42, n_jobs: int = 2):
+    def __init__(self, features: ListingFeatures | None = None, rounds: int = 300, learning_rate: float = 0.15, num_leaves: int = 63, columns: int = 20_000, seed: int = 42, n_jobs: int = 2):
         super().__init__(features)
         self.rounds, self.learning_rate, self.num_leaves, self.seed, self.n_jobs = rounds, learning_rate, num_leaves, seed, n_jobs
+        self.columns = columns
 
     def _matrix(self, items, fitting):
         from scipy import sparse
 
         text = super()._matrix(items, fitting)
+        if fitting:
+            self.keep = self.features.frequent_columns(items, self.columns)
+        text = text[:, self.keep]
         cols = _category_columns(items)
         if fitting:
             self.encoder = TargetEncoder(seed=self.seed)
@@ -458,74 +469,72 @@ class LightGBMPricer(_SharedFeaturesModel):
 
 
 class SparseMLP(_SharedFeaturesModel):
-    """A small neural network (torch): sparse features -> 256 -> 64 -> 1, a few epochs of Adam.
+    """A small neural network (torch): the most frequent sparse features -> 128 -> 64 -> 1.
 
-    The first layer is an EmbeddingBag over the non-zero features, so each step touches
-    only the weights of the words present in the batch (sparse gradients).
+    Each batch is a sparse matrix multiplied into the first layer, so the cost grows
+    with the words present, not with the vocabulary; a few epochs of Adam, with the
+    batch size doubling each epoch (fast first steps, smoother final ones).
     """
 
     name = "neural net (sparse MLP)"
 
-    def __init__(self, features: ListingFeatures | None = None, hidden: int = 256, epochs: int = 3, batch_size: int = 256, lr: float = 3e-3, seed: int = 42):
+    def __init__(self, features: ListingFeatures | None = None, hidden: int = 128, columns: int = 40_000, epochs: int = 3, batch_size: int = 256, lr: float = 3e-3, seed: int = 42):
         super().__init__(features)
-        self.hidden, self.epochs, self.batch_size, self.lr, self.seed = hidden, epochs, batch_size, lr, seed
+        self.hidden, self.columns, self.epochs, self.batch_size, self.lr, self.seed = hidden, columns, epochs, batch_size, lr, seed
+
+    def _inputs(self, items, fitting):
+        X = self._matrix(items, fitting)
+        if fitting:
+            self.keep = self.features.frequent_columns(items, self.columns)
+        return X[:, self.keep].tocsr()
 
     @staticmethod
-    def _batch(X, rows):
+    def _tensor(X):
         import torch
 
-        sub = X[rows]
-        return (
-            torch.from_numpy(sub.indices.astype(np.int64)),
-            torch.from_numpy(sub.indptr[:-1].astype(np.int64)),
-            torch.from_numpy(sub.data.astype(np.float32)),
-        )
+        coo = X.tocoo()
+        indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+        return torch.sparse_coo_tensor(indices, torch.from_numpy(coo.data.astype(np.float32)), X.shape)
 
     def _fit(self, items):
         import torch
         from torch import nn
 
         torch.manual_seed(self.seed)
-        X = self._matrix(items, fitting=True)
+        X = self._inputs(items, fitting=True)
         y = log_prices(items).astype(np.float32)
         self.mean = float(y.mean())
-        self.embed = nn.EmbeddingBag(X.shape[1], self.hidden, mode="sum", sparse=True)
-        nn.init.normal_(self.embed.weight, std=0.02)
-        self.head = nn.Sequential(nn.Linear(self.hidden, 64), nn.ReLU(), nn.Linear(64, 1))
-        self.bias_act = nn.Parameter(torch.zeros(self.hidden))
-        sparse_opt = torch.optim.SparseAdam(list(self.embed.parameters()), lr=self.lr)
-        dense_opt = torch.optim.Adam(list(self.head.parameters()) + [self.bias_act], lr=self.lr)
+        self.net = nn.ModuleDict(
+            {"first": nn.Linear(X.shape[1], self.hidden), "rest": nn.Sequential(nn.ReLU(), nn.Linear(self.hidden, 64), nn.ReLU(), nn.Linear(64, 1))}
+        )
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr)
         rng = np.random.default_rng(self.seed)
         target = torch.from_numpy(y - self.mean)
+        self.net.train()
         for epoch in range(self.epochs):
             order = rng.permutation(X.shape[0])
-            # Larger batches in later epochs: fast first steps, smoother final ones.
             size = self.batch_size * (2**epoch)
             for start in range(0, len(order), size):
                 rows = order[start : start + size]
-                out = self._forward(*self._batch(X, rows))
-                loss = torch.mean((out - target[rows]) ** 2)
-                sparse_opt.zero_grad()
-                dense_opt.zero_grad()
+                loss = torch.mean((self._forward(X[rows]) - target[rows]) ** 2)
+                optimizer.zero_grad()
                 loss.backward()
-                sparse_opt.step()
-                dense_opt.step()
+                optimizer.step()
+        self.net.eval()
 
-    def _forward(self, indices, offsets, weights):
+    def _forward(self, X):
         import torch
 
-        h = torch.relu(self.embed(indices, offsets, per_sample_weights=weights) + self.bias_act)
-        return self.head(h).squeeze(-1)
+        first = self.net["first"]
+        h = torch.sparse.mm(self._tensor(X), first.weight.T) + first.bias
+        return self.net["rest"](h).squeeze(-1)
 
     def _predict(self, items):
         import torch
 
-        X = self._matrix(items, fitting=False)
-        out = []
+        X = self._inputs(items, fitting=False)
         with torch.no_grad():
-            for start in range(0, X.shape[0], 4096):
-                rows = np.arange(start, min(start + 4096, X.shape[0]))
-                out.append(self._forward(*self._batch(X, rows)).numpy())
+            out = [self._forward(X[start : start + 4096]).numpy() for start in range(0, X.shape[0], 4096)]
         return np.expm1(np.concatenate(out) + self.mean)
 
 

@@ -16,8 +16,10 @@ Structured output
 Tool calling
     `run_tools()` keeps calling tools until the model answers. With OpenAI (and
     servers that implement `tools`) it uses native tool calls. llama-cpp-python only
-    honours `tools` with the `chatml-function-calling` chat format, which SmolLM2's
-    own template is not, so for the local server each turn is a JSON-schema
+    lets the model *choose* a tool with the `chatml-function-calling` chat format,
+    which SmolLM2's own template is not: measured against the embedded server,
+    `tool_choice="auto"` is ignored (plain text comes back) and only naming one
+    function forces a call. So for the local server each turn is a JSON-schema
     constrained *decision*: `{"tool": ..., "arguments": {...}}` or `{"answer": ...}`.
     A model that answers without calling a tool is recorded as such
     (`ToolRun.tool_called`), and `require_tool=True` constrains the first turn to a

@@ -13,7 +13,6 @@ place with `os.replace`, so an interrupted run never leaves a half-written file.
 from __future__ import annotations
 
 import json
-import math
 import os
 import resource
 import shutil

@@ -293,29 +293,33 @@ def zero_shot_by_similarity(embedder, texts: Sequence[str], labels: Sequence[str
 def choice_logprobs(model, tokenizer, messages: Sequence[Mapping[str, str]], choices: Sequence[str]) -> list[float]:
     """Mean log-probability of each choice as the assistant's reply to `messages`.
 
-    One batched forward pass scores every choice; the mean (not the sum) keeps long
-    labels such as "Vintage & Collectibles" from being penalised for their length.
+    The prompt runs through the model once; each choice then continues from a copy of
+    its key-value cache, so ten labels cost little more than one. The mean (not the sum)
+    keeps long labels such as "Vintage & Collectibles" from being penalised for length.
     """
+    import copy
+
     prompt = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    sequences, spans = [], []
+    device = next(model.parameters()).device
+    prompt_ids = torch.tensor([tokenizer(prompt, add_special_tokens=False)["input_ids"]], device=device)
+    out = model(input_ids=prompt_ids, use_cache=True)
+    first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+    scores = []
     for choice in choices:
         choice_ids = tokenizer(choice, add_special_tokens=False)["input_ids"]
-        sequences.append(prompt_ids + choice_ids)
-        spans.append((len(prompt_ids), len(prompt_ids) + len(choice_ids)))
-    width = max(len(s) for s in sequences)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    input_ids = torch.tensor([s + [pad] * (width - len(s)) for s in sequences])
-    attention = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences])
-    device = next(model.parameters()).device
-    logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits.float()
-    logprobs = torch.log_softmax(logits, dim=-1)
-    scores = []
-    for row, (start, end) in enumerate(spans):
-        targets = input_ids[row, start:end].to(device)
-        # The token at position t is predicted by the logits at t - 1.
-        token_lp = logprobs[row, start - 1 : end - 1].gather(1, targets.unsqueeze(1)).squeeze(1)
-        scores.append(float(token_lp.mean()))
+        if not choice_ids:
+            raise ValueError(f"choice {choice!r} has no tokens")
+        token_lps = [float(first[choice_ids[0]])]
+        if len(choice_ids) > 1:
+            cont = model(
+                input_ids=torch.tensor([choice_ids[:-1]], device=device),
+                past_key_values=copy.deepcopy(out.past_key_values),
+                use_cache=True,
+            )
+            # The logits at position t predict choice token t + 1.
+            lps = torch.log_softmax(cont.logits[0].float(), dim=-1)
+            token_lps += [float(lps[t, choice_ids[t + 1]]) for t in range(len(choice_ids) - 1)]
+        scores.append(sum(token_lps) / len(token_lps))
     return scores
 
 
@@ -326,7 +330,7 @@ def zero_shot_by_prompt(model, tokenizer, texts: Sequence[str], labels: Sequence
     options = ", ".join(labels)
     predictions = []
     for text in tqdm(list(texts), desc="prompting", disable=not progress):
-        messages = [{"role": "user", "content": f"{question}\nOptions: {options}\n\nListing: {text[:400]}\n\nAnswer with the category only."}]
+        messages = [{"role": "user", "content": f"{question}\nOptions: {options}\n\nText: {text[:300]}\n\nAnswer with the option only."}]
         scores = choice_logprobs(model, tokenizer, messages, labels)
         predictions.append(labels[max(range(len(labels)), key=scores.__getitem__)])
     return predictions

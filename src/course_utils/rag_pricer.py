@@ -5,7 +5,7 @@ with their prices, to the chat model (whatever `llm.get_backend()` returns: the 
 SmolLM2 server offline, a frontier model when a key is set). A small model sometimes
 answers with no number, or with one far from anything it was shown, so the pricer:
 
-  * falls back to the neighbours' median price when the answer holds no price, and
+  * falls back to the neighbours' similarity-weighted price when the answer holds no price, and
   * clips an answer to the range of the neighbours' prices (the evidence it was given),
 
 and counts both, so a notebook can say how often the model itself decided the price.
@@ -26,7 +26,7 @@ import numpy as np
 
 from . import config
 from .items import Item
-from .vectorstore import Neighbour, ProductStore, neighbour_median
+from .vectorstore import Neighbour, ProductStore, neighbour_weighted_price
 
 RAG_MODEL_NAME = "rag-frontier"
 FOREST_MODEL_NAME = "embedding-forest"
@@ -89,7 +89,7 @@ class RAGAnswer:
     price: float
     raw: str
     parsed: float | None
-    fallback: bool  # no price in the answer: the neighbours' median was used
+    fallback: bool  # no price in the answer: the neighbours' similarity-weighted price was used
     clipped: bool  # the answer lay outside the neighbours' price range and was clipped into it
     neighbours: list[Neighbour] = field(default_factory=list)
 
@@ -100,7 +100,7 @@ def decide_price(raw: str, neighbours: Sequence[Neighbour], clip: bool = True) -
         raise ValueError("decide_price needs at least one neighbour (the fallback comes from them)")
     parsed = parse_price(raw)
     if parsed is None:
-        return RAGAnswer(neighbour_median(neighbours), raw, None, True, False, list(neighbours))
+        return RAGAnswer(neighbour_weighted_price(neighbours), raw, None, True, False, list(neighbours))
     low = min(n.price for n in neighbours)
     high = max(n.price for n in neighbours)
     price, clipped = parsed, False
@@ -190,7 +190,7 @@ class EmbeddingForest:
         store: ProductStore,
         n_estimators: int = 100,
         min_samples_leaf: int = 3,
-        max_features: float | str = 0.2,
+        max_features: float | str = "sqrt",  # ~20 of 384 dimensions per split: fast, and decorrelated trees
         seed: int | None = None,
         n_jobs: int = -1,
     ):
