@@ -111,3 +111,10 @@ def test_pricer_modes_share_one_pass_and_leave_training_mode_alone(smollm2):
     assert [weighted(it) for it in ITEMS] == [p.weighted for p in predictions]
     table = specialist.confidence_table(predictions, ITEMS, bins=3)
     assert table["items"].sum() == len(ITEMS)
+
+
+@pytest.mark.slow
+def test_timed_predict_reports_timings(smollm2):
+    model, tokenizer = smollm2
+    predictions, timings = specialist.timed_predict(model, tokenizer, ITEMS[:2], top_k=2, progress=False)
+    assert len(predictions) == 2 and timings["predict_s"] >= 0 and timings["ms_per_item"] >= 0

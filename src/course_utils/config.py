@@ -171,7 +171,7 @@ _CI_SIZES = {
     "perplexity_tokens": 256,
     "bpe_vocab": 500,
     "classifier_items": 800,
-    "zero_shot_items": 30,
+    "zero_shot_items": 20,
     "number_step": 7,
 }
 _GPU_SIZES = {

@@ -478,6 +478,19 @@ def sft_config(output_dir, profile: config.Profile | None = None, max_steps: int
     return SFTConfig(**settings)
 
 
+def _use_tqdm_progress(trainer) -> None:
+    """Swap Jupyter's HTML progress bar for tqdm's: the HTML one crashes (transformers 5.x)
+    when a run ends early, right after its first step, as the interrupted run of notebook 09 does."""
+    from transformers.trainer_callback import ProgressCallback
+
+    try:
+        from transformers.utils.notebook import NotebookProgressCallback
+    except ImportError:
+        return
+    if trainer.pop_callback(NotebookProgressCallback) is not None:
+        trainer.add_callback(ProgressCallback)
+
+
 def train(model, tokenizer, train_dataset, args, resume: bool | str = False, stop_after: int | None = None) -> TrainResult:
     """Run SFTTrainer; `resume=True` continues from the newest checkpoint in args.output_dir."""
     from trl import SFTTrainer
@@ -486,6 +499,7 @@ def train(model, tokenizer, train_dataset, args, resume: bool | str = False, sto
     stats = RunStats()
     callbacks = [stats] + ([StopAfter(stop_after)] if stop_after else [])
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer, callbacks=callbacks)
+    _use_tqdm_progress(trainer)
     checkpoint = None
     if resume:
         checkpoint = resume if isinstance(resume, str) else last_checkpoint(args.output_dir)

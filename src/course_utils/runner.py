@@ -109,10 +109,8 @@ def format_table(runs: list[NotebookRun]) -> str:
 
 def print_leaderboard(profile: str) -> None:
     """The course leaderboard from the results store, when the pricing notebooks have run."""
-    try:
-        from .results import write_leaderboard
-    except ImportError:
-        return
+    from .leaderboard import write_leaderboard
+
     try:
         print(write_leaderboard(config.get_profile(profile)))
     except Exception as exc:  # the table is a report: never hide the notebook status behind it

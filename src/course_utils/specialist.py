@@ -205,3 +205,13 @@ def confidence_table(predictions: Sequence[PricePrediction], items: Sequence[Ite
     return frame.groupby("confidence", observed=True).agg(
         items=("abs log error", "size"), top_weight=("top candidate weight", "mean"), mean_abs_log_error=("abs log error", "mean")
     )
+
+
+def timed_predict(model, tokenizer, items: Sequence[Item], **kwargs) -> tuple[list[PricePrediction], dict]:
+    """`predict`, plus the timings the results store keeps (one pass gives both readings)."""
+    import time
+
+    started = time.perf_counter()
+    predictions = predict(model, tokenizer, items, **kwargs)
+    seconds = time.perf_counter() - started
+    return predictions, {"predict_s": round(seconds, 1), "ms_per_item": round(1000 * seconds / max(1, len(items)), 1)}
