@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import warnings
@@ -237,11 +238,19 @@ def _field_value(field):
     return value.tolist()[0] if hasattr(value, "tolist") else value
 
 
+@functools.lru_cache(maxsize=2)
+def _reader(path: str):
+    # Parsing the header (the vocabulary alone is 49k strings) takes seconds: do it once per file.
+    from gguf import GGUFReader
+
+    return GGUFReader(path)
+
+
 def gguf_metadata(path: str | os.PathLike, skip_arrays: bool = True) -> dict[str, object]:
     """Every key-value pair in a GGUF header (large arrays such as the vocabulary summarised)."""
-    from gguf import GGUFReader, GGUFValueType
+    from gguf import GGUFValueType
 
-    reader = GGUFReader(str(path))
+    reader = _reader(str(Path(path).resolve()))
     meta = {}
     for name, field in reader.fields.items():
         if name.startswith("GGUF."):
@@ -256,9 +265,8 @@ def gguf_metadata(path: str | os.PathLike, skip_arrays: bool = True) -> dict[str
 def gguf_tensor_types(path: str | os.PathLike):
     """Tensors per quantization type, their parameter count and bytes on disk, and bits per weight."""
     import pandas as pd
-    from gguf import GGUFReader
 
-    reader = GGUFReader(str(path))
+    reader = _reader(str(Path(path).resolve()))
     rows = [
         {"type": t.tensor_type.name, "params": int(t.n_elements), "bytes": int(t.n_bytes)}
         for t in reader.tensors
@@ -272,9 +280,8 @@ def gguf_tensor_types(path: str | os.PathLike):
 def gguf_tensors(path: str | os.PathLike, limit: int | None = 12):
     """The first tensors of the file: name, type, shape."""
     import pandas as pd
-    from gguf import GGUFReader
 
-    reader = GGUFReader(str(path))
+    reader = _reader(str(Path(path).resolve()))
     rows = [{"name": t.name, "type": t.tensor_type.name, "shape": tuple(int(x) for x in t.shape)} for t in reader.tensors]
     return pd.DataFrame(rows[:limit] if limit else rows)
 

@@ -31,11 +31,15 @@ from .vectorstore import Neighbour, ProductStore, neighbour_weighted_price
 RAG_MODEL_NAME = "rag-frontier"
 FOREST_MODEL_NAME = "embedding-forest"
 
-SYSTEM_PROMPT = "You estimate prices of second-hand items from similar items. Reply with a price only, like $12."
+SYSTEM_PROMPT = "You estimate prices of second-hand items from similar items. Reply with the price only."
 # One worked exchange before the real question: a tiny model copies the answer format
-# ("$10") far more reliably from an example than from an instruction alone.
-EXAMPLE_QUESTION = "Similar items:\n- Red cotton t-shirt: $8\n- Blue polo shirt: $14\n\nItem: Green t-shirt, Men > Tops\nPrice?"
-EXAMPLE_ANSWER = "$10"
+# ("$11") far more reliably from an example than from an instruction alone. The example's
+# answer equals its "typical price" line, so what the model copies is the pattern, not the number.
+EXAMPLE_QUESTION = (
+    "Similar items:\n- Red cotton t-shirt: $8\n- Blue polo shirt: $14\nTypical price: $11\n\n"
+    "Item: Green t-shirt, Men > Tops\nPrice?"
+)
+EXAMPLE_ANSWER = "$11"
 
 try:  # the course's shared answer parser (issue 6); a local fallback keeps this module usable alone
     from .prices import parse_price
@@ -73,7 +77,11 @@ def build_messages(item: Item, neighbours: Sequence[Neighbour], title_chars: int
     The prompt stays short on purpose: SmolLM2-135M loses the thread in long contexts.
     """
     context = "\n".join(f"- {_short(n.title, title_chars)}: ${n.price:.0f}" for n in neighbours)
-    question = f"Similar items:\n{context}\n\nItem: {item_summary(item)}\nPrice?"
+    # The similarity-weighted price of the neighbours, spelled out: a 135M model cannot average
+    # five numbers in its head; a frontier model is free to move away from it.
+    typical = neighbour_weighted_price(neighbours) if neighbours else None
+    hint = f"\nTypical price: ${typical:.0f}" if typical else ""
+    question = f"Similar items:\n{context}{hint}\n\nItem: {item_summary(item)}\nPrice?"
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": EXAMPLE_QUESTION},

@@ -49,6 +49,14 @@ def store_path(profile: config.Profile | None = None) -> Path:
     return profile.work_dir / STORE_FOLDER
 
 
+def collection_name(profile: config.Profile | None = None) -> str:
+    """One collection per data version: if the splits change, listings that moved out of the
+    training split cannot leak their prices into a later run's neighbours."""
+    from .data import data_version
+
+    return f"{COLLECTION}-{data_version(profile)}"
+
+
 def record_id(item: Item) -> str:
     """The Chroma id of a listing: stable across runs, so adding it again is a no-op."""
     return f"item-{item.id}"
@@ -77,7 +85,7 @@ class ProductStore:
         profile: config.Profile | None = None,
         path: str | Path | None = None,
         embedder=None,
-        name: str = COLLECTION,
+        name: str | None = None,
     ):
         import chromadb
         from chromadb.config import Settings
@@ -87,10 +95,11 @@ class ProductStore:
         self.path.mkdir(parents=True, exist_ok=True)
         self._embedder = embedder
         self.client = chromadb.PersistentClient(path=str(self.path), settings=Settings(anonymized_telemetry=False))
+        self.name = name or collection_name(self.profile)
         # We pass our own embeddings, so no embedding function: Chroma's default one would
         # try to download a model. Cosine space matches how sentence embeddings are compared.
         self.collection = self.client.get_or_create_collection(
-            name, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
+            self.name, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
         )
 
     # --- embeddings ---------------------------------------------------------------------
