@@ -66,6 +66,8 @@ def weighted_log_price(candidates: Sequence[tuple[float, float]]) -> float:
     total = sum(w for _, w in candidates)
     if total <= 0:
         raise ValueError("candidate weights must have a positive sum")
+    if len(candidates) == 1:  # exactly the one price, without exp/log rounding
+        return float(candidates[0][0])
     return math.expm1(sum(w * math.log1p(p) for p, w in candidates) / total)
 
 
