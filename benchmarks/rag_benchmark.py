@@ -5,6 +5,8 @@
 Targets (issue 4, 2 CPU cores): index build <= 60 s, retrieval p50 <= 200 ms per question.
 The build is measured from scratch in a temporary folder (load, split, embed, store);
 loading the embedding model is timed separately because a notebook loads it once.
+Wall-clock times are what the targets are about; CPU times are printed too, because on a
+shared machine the wall clock mostly measures the other processes.
 Exits non-zero when a target is missed.
 """
 
@@ -39,12 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
         for chunking in chosen:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             store, report = rag.build_knowledge_base(chunking, persist_dir=tmp, embeddings=embeddings)
-            build_s = time.perf_counter() - t0
+            build_s, build_cpu = time.perf_counter() - t0, time.process_time() - c0
             timings = []
+            c0 = time.process_time()
             for _ in range(args.repeats):
                 timings += rag.time_retrieval(store, questions, k=5)
+            query_cpu_ms = (time.process_time() - c0) * 1000 / len(timings)
             p50 = statistics.median(timings)
             p95 = statistics.quantiles(timings, n=20)[18]
             build_ok, p50_ok = build_s <= BUILD_TARGET_S, p50 <= P50_TARGET_MS
@@ -54,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"index build={build_s:6.1f} s (target <= {BUILD_TARGET_S:.0f}: {'ok' if build_ok else 'MISSED'})  "
                 f"retrieval p50={p50:6.1f} ms p95={p95:6.1f} ms (target <= {P50_TARGET_MS:.0f}: {'ok' if p50_ok else 'MISSED'})"
             )
+            # CPU seconds (all threads) say how much work it was even when the machine is shared.
+            print(f"{'':<20} cpu time: build {build_cpu:.1f} s, {query_cpu_ms:.1f} ms per retrieval")
     return 0 if ok else 1
 
 

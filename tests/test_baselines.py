@@ -54,7 +54,7 @@ def test_random_pricer_is_deterministic_and_draws_training_prices(split):
         B.TfidfLinearSVR,
         lambda: B.RandomForest(n_estimators=20),
         lambda: B.LightGBMPricer(rounds=60),
-        lambda: B.SparseMLP(epochs=2),
+        lambda: B.SparseMLP(epochs=1),
     ],
     ids=["features", "bow", "word2vec", "ridge", "svr", "forest", "lightgbm", "mlp"],
 )

@@ -144,3 +144,13 @@ def test_server_dies_with_its_parent(tmp_path):
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     assert wait_gone(child_pid)
+
+
+def test_server_threads_setting(monkeypatch):
+    monkeypatch.delenv("COURSE_LLM_THREADS", raising=False)
+    assert llm.server_threads() >= 1
+    monkeypatch.setenv("COURSE_LLM_THREADS", "1")
+    assert llm.server_threads() == 1
+    monkeypatch.setenv("COURSE_LLM_THREADS", "many")
+    with pytest.raises(ValueError, match="COURSE_LLM_THREADS"):
+        llm.server_threads()

@@ -164,7 +164,7 @@ class ListingFeatures:
 
     @property
     def n_features(self) -> int:
-        return len(self.title_vec.vocabulary_) + len(self.text_vec.vocabulary_) + sum(len(c) for c in self.onehot.categories_) + 3
+        return len(self.title_vec.vocabulary_) + len(self.text_vec.vocabulary_) + len(self.onehot.get_feature_names_out()) + 3
 
 
 # --- the baselines ----------------------------------------------------------------------
@@ -271,7 +271,11 @@ class FeatureLinear(_LogTargetModel):
 
 
 class BagOfWordsLinear(_LogTargetModel):
-    """Counts of the 2,000 most common words, and linear regression on them."""
+    """Counts of the 2,000 most common words, and linear regression on them.
+
+    Plain least squares has no regularisation, so the vocabulary is also kept below one
+    word per ten training listings (it overfits small training sets otherwise).
+    """
 
     name = "bag of words + linear regression"
 
@@ -283,7 +287,8 @@ class BagOfWordsLinear(_LogTargetModel):
 
         texts = [listing_text(it) for it in items]
         if fitting:
-            self.vectorizer = CountVectorizer(max_features=self.vocabulary, stop_words="english", binary=True, dtype=np.float32)
+            size = max(50, min(self.vocabulary, len(items) // 10))
+            self.vectorizer = CountVectorizer(max_features=size, stop_words="english", binary=True, dtype=np.float32)
             return self.vectorizer.fit_transform(texts)
         return self.vectorizer.transform(texts)
 
@@ -477,14 +482,18 @@ class SparseMLP(_SharedFeaturesModel):
     def _tensor(X):
         import torch
 
+        import warnings
+
         X = X.tocsr()
-        return torch.sparse_csr_tensor(
-            torch.from_numpy(X.indptr.astype(np.int64)),
-            torch.from_numpy(X.indices.astype(np.int64)),
-            torch.from_numpy(X.data.astype(np.float32)),
-            size=X.shape,
-            check_invariants=False,  # scipy built a valid CSR matrix
-        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            return torch.sparse_csr_tensor(
+                torch.from_numpy(X.indptr.astype(np.int64)),
+                torch.from_numpy(X.indices.astype(np.int64)),
+                torch.from_numpy(X.data.astype(np.float32)),
+                size=X.shape,
+                check_invariants=False,  # scipy built a valid CSR matrix
+            )
 
     def _fit(self, items):
         import torch

@@ -51,6 +51,16 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def server_threads() -> int:
+    """$COURSE_LLM_THREADS, else every core: lower it on a machine shared with other work."""
+    value = os.environ.get("COURSE_LLM_THREADS")
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"COURSE_LLM_THREADS={value!r} must be a positive whole number")
+        return int(value)
+    return max(1, os.cpu_count() or 1)
+
+
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     if sys.platform.startswith("linux"):
         import ctypes
@@ -112,7 +122,7 @@ class LocalServer:
             "--host", self.host,
             "--port", str(self.port),
             "--n_ctx", str(self.n_ctx),
-            "--n_threads", str(max(1, os.cpu_count() or 1)),
+            "--n_threads", str(server_threads()),
         ]  # fmt: skip
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
