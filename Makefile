@@ -18,7 +18,7 @@ course:
 ## test: unit tests, then every notebook under nbmake in the CI profile
 test:
 	bash scripts/setup.sh test
-	$(TEST_ENV) $(VENV)/bin/pytest -p no:cacheprovider tests notebooks --nbmake --nbmake-timeout=900
+	$(TEST_ENV) $(VENV)/bin/pytest -p no:cacheprovider tests notebooks --nbmake --nbmake-timeout=900 --durations=0
 
 unit:
 	bash scripts/setup.sh test
