@@ -31,6 +31,8 @@ def test_registry_packages_are_installed():
     assert models.gguf_path(config.SMOLLM2_GGUF).stat().st_size > 50_000_000
     assert models.package_dir(config.MINILM).is_dir()
     assert (models.package_dir(config.MERCARI) / config.MERCARI.file).is_file()
+    for name, source in config.OFFLINE_TOKENIZERS.items():
+        assert models.package_dir(source).is_dir(), name
 
 
 def test_quantization_configs():

