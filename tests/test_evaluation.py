@@ -1,7 +1,6 @@
 """Metrics, the hit rule, EvalResult and storing results from score()/evaluate()."""
 
 import math
-from dataclasses import replace
 
 import numpy as np
 import pytest

@@ -17,16 +17,15 @@ import hashlib
 import importlib.util
 import json
 import math
-import os
 import random
 import re
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from . import config
+from .storage import atomic_write
 from .items import Item, PriceError, parse_listed_price
 
 CURATION_VERSION = 1  # bump when parsing or scrubbing changes: it changes data_version
@@ -575,17 +574,6 @@ def _frame_to_items(frame) -> dict[str, list[Item]]:
     return out
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache is ordinary shared data
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def splits_cache_path(profile: config.Profile, version: str) -> Path:
@@ -640,8 +628,8 @@ def load_splits(
             [_items_to_frame(train, "train"), _items_to_frame(val, "val"), _items_to_frame(test, "test")],
             ignore_index=True,
         )
-        _atomic_write_bytes(path, lambda tmp: frame.to_parquet(tmp, index=False))
-        _atomic_write_bytes(report_path, lambda tmp: Path(tmp).write_text(json.dumps(report.to_dict(), indent=1)))
+        atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+        atomic_write(report_path, lambda tmp: Path(tmp).write_text(json.dumps(report.to_dict(), indent=1)))
     _SPLITS_MEMO[version] = splits
     return splits
 

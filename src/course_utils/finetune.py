@@ -15,14 +15,13 @@ from __future__ import annotations
 import json
 import os
 import resource
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from . import config
+from .storage import atomic_write_dir, atomic_write_text
 from .items import QUESTION, Item
 from .prices import format_price
 
@@ -56,18 +55,6 @@ def chat_messages(item: Item, system: str = SYSTEM_PROMPT, with_answer: bool = T
     return messages
 
 
-def _atomic_write_text(path: Path, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_jsonl(items: Iterable[Item], path: str | os.PathLike, system: str = SYSTEM_PROMPT) -> Path:
@@ -75,7 +62,7 @@ def write_jsonl(items: Iterable[Item], path: str | os.PathLike, system: str = SY
     lines = [json.dumps({"messages": chat_messages(item, system)}, ensure_ascii=False) for item in items]
     if not lines:
         raise ValueError(f"no items to write to {path}")
-    return _atomic_write_text(Path(path), "\n".join(lines) + "\n")
+    return atomic_write_text(Path(path), "\n".join(lines) + "\n")
 
 
 def write_finetune_files(train: Sequence[Item], val: Sequence[Item], folder: str | os.PathLike) -> tuple[Path, Path]:
@@ -598,21 +585,7 @@ def adapter_dir(profile: config.Profile | None = None, name: str = "qlora-pricer
 
 def save_adapter(model, target: str | os.PathLike) -> Path:
     """Save only the LoRA weights, atomically: a temp folder, then os.replace over the old one."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    old = target.with_name(f".{target.name}-old")
-    try:
-        model.save_pretrained(str(tmp))
-        if target.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-    return target
+    return atomic_write_dir(target, lambda tmp: model.save_pretrained(str(tmp)))
 
 
 def folder_size_mb(folder: str | os.PathLike) -> float:

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
 from . import config
+from .storage import atomic_write
 
 MARKDOWN_FILE = "leaderboard.md"
 CHART_FILE = "leaderboard.png"
@@ -47,16 +47,6 @@ def markdown_table(board) -> str:
     return "\n".join(lines)
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_chart(board, path: Path, title: str) -> Path:
@@ -70,7 +60,7 @@ def save_chart(board, path: Path, title: str) -> Path:
     ax = fig.subplots()
     plot_leaderboard(board, ax=ax, title=title)
     fig.tight_layout()
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     return path
 
 
@@ -104,6 +94,6 @@ def write_leaderboard(
         f"Data version `{version}`. Lower RMSLE is better; a hit is a prediction within $5 or 20% of the true price.\n"
         f"Every number comes from the results store (`results/results.json`).\n\n{table}\n"
     )
-    _atomic_write(folder / MARKDOWN_FILE, lambda tmp: Path(tmp).write_text(text))
+    atomic_write(folder / MARKDOWN_FILE, lambda tmp: Path(tmp).write_text(text))
     save_chart(board, folder / CHART_FILE, title)
     return f"{title}\n\n{table}"

@@ -12,13 +12,11 @@ Device and dtype are chosen in exactly one place: `pick_device()` / `pick_dtype(
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Literal
 
 from . import config
+from .storage import atomic_write_dir
 
 Quantization = Literal[None, "8bit", "4bit", "4bit-nodq"]
 
@@ -100,20 +98,6 @@ def embedding_model_path(source: config.ModelSource | None = None) -> str:
     return str(get_model_path())
 
 
-def _atomic_dir_write(target: Path, write) -> Path:
-    """Write a folder via a temporary sibling, then rename: a crash leaves no half folder."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        write(tmp)
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process finished first; keep theirs
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
 
 
 def converted_gguf_dir(source: config.ModelSource | None = None) -> Path:
@@ -136,7 +120,7 @@ def converted_gguf_dir(source: config.ModelSource | None = None) -> Path:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
 
-    return _atomic_dir_write(target, convert)
+    return atomic_write_dir(target, convert)
 
 
 def model_location(role: str = "chat_model", profile: config.Profile | None = None) -> str:

@@ -17,8 +17,6 @@ Offline there is a chat model (SmolLM2-135M-Instruct) and a sentence-embedding m
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -28,6 +26,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, BertCon
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from . import config, models
+from .storage import atomic_write_dir
 
 # --- text generation with messages ------------------------------------------------------
 
@@ -219,24 +218,11 @@ def fit_head(model: EmbeddingClassifier, vectors: torch.Tensor, labels: Sequence
 
 def save_classifier(model, tokenizer, folder: str | os.PathLike) -> Path:
     """save_pretrained into a temporary sibling, then swap it in (no half-written model on a crash)."""
-    target = Path(folder)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    def write(tmp: Path) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        if target.exists():
-            old = target.with_name(f".{target.name}-old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+
+    return atomic_write_dir(folder, write)
 
 
 def classification_pipeline(folder: str | os.PathLike):

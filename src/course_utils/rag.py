@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import yaml
 
 from . import config
+from .storage import atomic_write
 
 DOC_TYPES = ("company", "policy", "category", "staff", "partner")
 DONT_KNOW = "I don't know: the knowledge base does not contain the answer to that question."
@@ -586,18 +587,6 @@ def retrieval_function(store, k: int = 5) -> Callable[[str], list[str]]:
 
 def save_metrics(table, profile: config.Profile | None = None) -> Path:
     """Write the retrieval metrics table to results/<profile>/rag/retrieval_metrics.csv (atomically)."""
-    import os
-    import tempfile
-
     profile = profile or config.get_profile()
     path = profile.work_dir / "rag" / "retrieval_metrics.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".retrieval_metrics-", suffix=".csv", dir=path.parent)
-    os.close(fd)
-    try:
-        table.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
 from . import config
+from .storage import atomic_write
 
 # quicktok names its bundled encodings slightly differently from the registry's short names.
 _QUICKTOK_NAMES = {"o200k": "o200k_base", "cl100k": "cl100k_base", "llama3": "llama3", "qwen3": "qwen3"}
@@ -336,12 +336,7 @@ def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2, sav
     )
     tokenizer.train_from_iterator(texts, trainer=trainer)
     if save_to is not None:
-        target = Path(save_to)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".json.tmp")
-        os.close(fd)
-        tokenizer.save(tmp)
-        os.replace(tmp, target)
+        atomic_write(save_to, lambda tmp: tokenizer.save(str(tmp)))
     return tok_from_tokenizers(tokenizer, f"our BPE ({tokenizer.get_vocab_size()})")
 
 
