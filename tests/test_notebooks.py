@@ -34,8 +34,10 @@ def test_structure(path):
     assert cells[0]["cell_type"] == "markdown" and "you will be able to" in "".join(cells[0]["source"]).lower()
     code = [c for c in cells if c["cell_type"] == "code"]
     assert "".join(code[0]["source"]).strip() == FIRST_CELL, f"{path.name}: the first code cell must be course_utils.start.FIRST_CELL"
-    closing = "".join("".join(c["source"]) for c in cells[-3:] if c["cell_type"] == "markdown").lower()
-    assert "measured" in closing or "what we learned" in closing, f"{path.name}: close with what was measured"
+    measured = [i for i, c in enumerate(cells) if c["cell_type"] == "markdown" and "measured" in "".join(c["source"]).lower()]
+    assert measured and measured[-1] >= len(cells) - 8, f"{path.name}: close with a 'What we measured' section"
+    after = cells[measured[-1] + 1 :]
+    assert any(c["cell_type"] == "code" for c in after), f"{path.name}: show the measured figures from the run, not typed in"
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
 
 
