@@ -138,31 +138,40 @@ def heldout_token_ids(tokenizer, text: str, n_tokens: int) -> list[int]:
     return ids[:n_tokens]
 
 
-def _ppl_from_nll(total_nll: float, count: int) -> float:
-    return math.exp(total_nll / count)
+def _windowed_perplexity(token_ids: Sequence[int], window: int, bos_id: int | None, logits_of) -> float:
+    """exp(mean negative log-likelihood) of every token after the first, in non-overlapping windows.
 
+    `logits_of(ids)` returns one row of next-token logits per input id; both back ends
+    (transformers and llama.cpp) share this loop, so they score exactly the same tokens.
+    """
+    import numpy as np
 
-@torch.no_grad()
-def perplexity_hf(model, token_ids: Sequence[int], window: int = 512, bos_id: int | None = None) -> float:
-    """exp(mean negative log-likelihood) of every token after the first, in non-overlapping windows."""
-    device = next(model.parameters()).device
     ids = list(token_ids)
     if len(ids) < 2:
         raise ValueError("need at least 2 tokens")
+    prefix = [bos_id] if bos_id is not None else []
     total, count = 0.0, 0
     for start in range(0, len(ids) - 1, window):
         chunk = ids[start : start + window + 1]
         if len(chunk) < 2:
             break
-        prefix = [bos_id] if bos_id is not None else []
-        inp = torch.tensor([prefix + chunk], device=device)
-        logits = model(input_ids=inp).logits[0].float()
-        offset = len(prefix)
-        logprobs = torch.log_softmax(logits[offset : offset + len(chunk) - 1], dim=-1)
-        targets = torch.tensor(chunk[1:], device=device)
-        total -= float(logprobs.gather(1, targets.unsqueeze(1)).sum())
+        logits = np.asarray(logits_of(prefix + chunk), dtype=np.float64)[len(prefix) : len(prefix) + len(chunk) - 1]
+        logits -= logits.max(axis=1, keepdims=True)
+        logprobs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        total -= float(logprobs[np.arange(len(chunk) - 1), chunk[1:]].sum())
         count += len(chunk) - 1
-    return _ppl_from_nll(total, count)
+    return math.exp(total / count)
+
+
+@torch.no_grad()
+def perplexity_hf(model, token_ids: Sequence[int], window: int = 512, bos_id: int | None = None) -> float:
+    """Perplexity of a transformers causal LM on `token_ids`."""
+    device = next(model.parameters()).device
+
+    def logits_of(ids: list[int]):
+        return model(input_ids=torch.tensor([ids], device=device)).logits[0].float().cpu().numpy()
+
+    return _windowed_perplexity(token_ids, window, bos_id, logits_of)
 
 
 def llama_cpp_status() -> str:
@@ -176,11 +185,9 @@ def llama_cpp_status() -> str:
 
 def perplexity_llama_cpp(gguf_file: str | os.PathLike, token_ids: Sequence[int], window: int = 512, bos_id: int | None = None, n_threads: int | None = None) -> float:
     """The same perplexity as `perplexity_hf`, computed by llama.cpp on the GGUF's own weights."""
-    import numpy as np
     from llama_cpp import Llama
 
-    ids = list(token_ids)
-    if len(ids) < 2:
+    if len(list(token_ids)) < 2:
         raise ValueError("need at least 2 tokens")
     llm = Llama(
         model_path=str(gguf_file),
@@ -189,24 +196,16 @@ def perplexity_llama_cpp(gguf_file: str | os.PathLike, token_ids: Sequence[int],
         verbose=False,
         n_threads=n_threads or max(os.cpu_count() or 1, 1),
     )
+
+    def logits_of(ids: list[int]):
+        llm.reset()
+        llm.eval(ids)
+        return llm.scores[: len(ids)]
+
     try:
-        total, count = 0.0, 0
-        for start in range(0, len(ids) - 1, window):
-            chunk = ids[start : start + window + 1]
-            if len(chunk) < 2:
-                break
-            prefix = [bos_id] if bos_id is not None else []
-            llm.reset()
-            llm.eval(prefix + chunk)
-            offset = len(prefix)
-            logits = np.asarray(llm.scores[offset : offset + len(chunk) - 1], dtype=np.float64)
-            logits -= logits.max(axis=1, keepdims=True)
-            logprobs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-            total -= float(logprobs[np.arange(len(chunk) - 1), chunk[1:]].sum())
-            count += len(chunk) - 1
+        return _windowed_perplexity(token_ids, window, bos_id, logits_of)
     finally:
         llm.close() if hasattr(llm, "close") else None
-    return _ppl_from_nll(total, count)
 
 
 # --- GGUF files -------------------------------------------------------------------------
