@@ -9,10 +9,20 @@ from course_utils.items import Item
 
 
 @pytest.fixture(scope="module")
-def split():
+def splits():
     items, _ = data.load_mercari()
-    train, val, test = data.make_splits(items, 400, 10, seed=0, items_total=2400)
+    return data.make_splits(items, 400, 200, seed=0, items_total=2600)
+
+
+@pytest.fixture(scope="module")
+def split(splits):
+    train, _, test = splits
     return train, test
+
+
+@pytest.fixture(scope="module")
+def holdout(splits):
+    return splits[1]
 
 
 def rmsle_of(model, train, test):
@@ -55,8 +65,9 @@ def test_random_pricer_is_deterministic_and_draws_training_prices(split):
         lambda: B.RandomForest(n_estimators=20),
         lambda: B.LightGBMPricer(rounds=60),
         lambda: B.SparseMLP(epochs=1),
+        lambda: B.SparseMLP(epochs=1, seeds=2, binary=True),
     ],
-    ids=["features", "bow", "word2vec", "ridge", "svr", "forest", "lightgbm", "mlp"],
+    ids=["features", "bow", "word2vec", "ridge", "svr", "forest", "lightgbm", "mlp", "mlp-binary"],
 )
 def test_learned_baselines_beat_the_median(make, split, median_rmsle):
     model = make()
@@ -91,6 +102,32 @@ def test_log_average_ensemble_is_the_geometric_mean(split):
     assert ens(test[0]) == pytest.approx(expected)
 
 
+def test_binary_mlp_leaves_the_shared_features_untouched(split):
+    train, test = split
+    feats = B.ListingFeatures()
+    before = feats.fit(train).transform(test).data.copy()
+    net = B.SparseMLP(feats, epochs=1, seeds=2, binary=True).fit(train)
+    assert len(net.nets) == 2 and "binary inputs" in net.name and "2 seeds" in net.name
+    assert np.array_equal(feats.transform(test).data, before)  # still TF-IDF weights, not ones
+    with pytest.raises(ValueError, match="seeds"):
+        B.SparseMLP(seeds=0)
+
+
+def test_stack_weights_are_fitted_on_the_holdout(split, holdout):
+    train, test = split
+    good, bad = B.TfidfRidge(), B.ConstantPricer("mean")
+    stack = B.LogAverageEnsemble([good, bad], holdout=holdout).fit(train)
+    assert (stack.weights >= 0).all() and stack.weights[0] > stack.weights[1]
+    assert list(stack.weights_table()["member"])[0] == good.name
+    assert rmsle_of(stack, train, test) <= rmsle_of(B.LogAverageEnsemble([good, bad]), train, test)
+    with pytest.raises(ValueError, match="training items"):
+        B.LogAverageEnsemble([good, bad]).fit_weights(train[:100], train_items=train)
+    with pytest.raises(ValueError, match="too few"):
+        B.LogAverageEnsemble([good, bad]).fit_weights(holdout[:5])
+    with pytest.raises(ValueError, match="non-negative"):
+        B.LogAverageEnsemble([good, bad], weights=[1, -1])
+
+
 def test_unfitted_and_empty_inputs_fail_clearly():
     with pytest.raises(RuntimeError, match="fit"):
         B.TfidfRidge().predict([Item(id="a", title="x", price=1)])
@@ -109,5 +146,5 @@ def test_target_encoder_is_out_of_fold_on_training_rows():
 
 def test_all_baselines_lists_every_kind_once():
     names = [m.name for m in B.all_baselines()]
-    assert len(names) == len(set(names)) == 12
+    assert len(names) == len(set(names)) == 13
     assert names[-1] == B.BEST_BASELINE

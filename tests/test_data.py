@@ -229,5 +229,8 @@ def test_eval_and_ensemble_sets_are_fixed_slices(small_profile, monkeypatch):
     assert {it.id for it in ev} <= {it.id for it in splits.test}
     ens = data.ensemble_val_set(small_profile)
     assert len(ens) == 40 and {it.id for it in ens} <= {it.id for it in splits.val}
+    stack = data.baseline_val_set(small_profile)
+    assert {it.id for it in stack} == {it.id for it in splits.val} - {it.id for it in ens}
+    assert [it.id for it in data.split_items("baseline_val", small_profile)] == [it.id for it in stack]
     with pytest.raises(ValueError):
         data.split_items("holdout", small_profile)

@@ -118,6 +118,18 @@ def test_chat_model_scores_and_decodes():
     messages = [{"role": "user", "content": "What is the capital of France? Answer with one word."}]
     scores = P.choice_logprobs(model, tokenizer, messages, ["Paris", "Banana"])
     assert scores[0] > scores[1]
+    # The batched, cached scoring equals scoring each whole sequence on its own.
+    choices = ["Paris", "Vintage & Collectibles", "Home", "the city of Lyon in France"]
+    batched = P.choice_logprobs(model, tokenizer, messages, choices)
+    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    for choice, score in zip(choices, batched):
+        ids = tokenizer(choice, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([prompt_ids + ids])).logits[0].float()
+        lps = torch.log_softmax(logits[len(prompt_ids) - 1 : -1], dim=-1)
+        direct = float(lps[torch.arange(len(ids)), torch.tensor(ids)].mean())
+        assert score == pytest.approx(direct, abs=1e-3), choice
     dist = P.next_token_distribution(model, tokenizer, "Say hello.", top=5)
     assert len(dist) == 5 and dist["probability"].is_monotonic_decreasing
     assert 0 < dist["probability"].sum() <= 1.0 + 1e-6

@@ -11,8 +11,11 @@ error of log prices, so fitting the log is fitting the metric, and no model can
 predict a negative price.
 
 Featurising text is the slow part, so the text models share one `ListingFeatures`
-(TF-IDF of title and full text, one-hot brand / category / condition / shipping)
-that is fitted once and caches what it has transformed.
+(TF-IDF of title words, title characters and full text, one-hot brand / category /
+condition / shipping) that is fitted once and caches what it has transformed.
+
+The best baseline is a stack: the strongest members' log prices blended with
+non-negative weights fitted on validation items the test never sees.
 """
 
 from __future__ import annotations
@@ -106,7 +109,9 @@ def _fingerprint(items: Sequence[Item]) -> str:
 
 class ListingFeatures:
     """Sparse features shared by the text baselines: TF-IDF (1-2 grams) of title and of the
-    full listing text, plus one-hot brand, category levels, condition and shipping.
+    full listing text, TF-IDF of the title's character 2-4 grams (they catch sizes, model
+    numbers and misspellings that whole words miss), plus one-hot brand, category levels,
+    condition and shipping.
 
     `transform` caches its result per list of items, so five models on the same test
     split featurise it once.
@@ -128,8 +133,10 @@ class ListingFeatures:
         start = time.perf_counter()
         self.title_vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=self.max_features // 4, dtype=np.float32)
         self.text_vec = TfidfVectorizer(ngram_range=(1, 2), min_df=self.min_df, sublinear_tf=True, max_features=self.max_features, dtype=np.float32)
+        self.chars_vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=self.min_df, sublinear_tf=True, max_features=self.max_features // 2, dtype=np.float32)
         self.onehot = OneHotEncoder(handle_unknown="ignore", min_frequency=2, dtype=np.float32)
         self.title_vec.fit([it.title for it in items])
+        self.chars_vec.fit([it.title for it in items])
         self.text_vec.fit([listing_text(it) for it in items])
         self.onehot.fit(_categoricals(items))
         self._fitted_on = key
@@ -147,6 +154,7 @@ class ListingFeatures:
             blocks = [
                 self.title_vec.transform([it.title for it in items]),
                 self.text_vec.transform([listing_text(it) for it in items]),
+                self.chars_vec.transform([it.title for it in items]),
                 self.onehot.transform(_categoricals(items)),
                 sparse.csr_matrix(engineered_features(items)[:, [3, 4, 6]]),  # binary flags only
             ]
@@ -164,7 +172,8 @@ class ListingFeatures:
 
     @property
     def n_features(self) -> int:
-        return len(self.title_vec.vocabulary_) + len(self.text_vec.vocabulary_) + len(self.onehot.get_feature_names_out()) + 3
+        vocabularies = (self.title_vec, self.text_vec, self.chars_vec)
+        return sum(len(v.vocabulary_) for v in vocabularies) + len(self.onehot.get_feature_names_out()) + 3
 
 
 # --- the baselines ----------------------------------------------------------------------
@@ -459,24 +468,46 @@ class LightGBMPricer(RandomForest):
 
 
 class SparseMLP(_SharedFeaturesModel):
-    """A small neural network (torch): the 20,000 most frequent sparse features -> 64 -> 64 -> 1.
+    """A small neural network (torch): the 40,000 most frequent sparse features -> 64 -> 64 -> 1.
 
     Each batch is a sparse matrix multiplied into the first layer, so the cost grows
     with the words present, not with the vocabulary; a few epochs of Adam, with the
     batch size doubling each epoch (fast first steps, smoother final ones).
+
+    `seeds` nets are trained from different random starts and their log prices
+    averaged (a bag of nets: cheaper than one bigger net, and steadier). With
+    `binary=True` every non-zero feature becomes 1: the net sees which words are
+    present, not their TF-IDF weight, and makes different mistakes, which is what
+    a blend needs.
     """
 
-    name = "neural net (sparse MLP)"
-
-    def __init__(self, features: ListingFeatures | None = None, hidden: int = 64, columns: int = 20_000, epochs: int = 3, batch_size: int = 256, lr: float = 3e-3, seed: int = 42):
+    def __init__(
+        self,
+        features: ListingFeatures | None = None,
+        hidden: int = 64,
+        columns: int = 40_000,
+        epochs: int = 3,
+        batch_size: int = 256,
+        lr: float = 3e-3,
+        seed: int = 42,
+        seeds: int = 1,
+        binary: bool = False,
+    ):
         super().__init__(features)
+        if seeds < 1:
+            raise ValueError(f"seeds must be at least 1, got {seeds}")
         self.hidden, self.columns, self.epochs, self.batch_size, self.lr, self.seed = hidden, columns, epochs, batch_size, lr, seed
+        self.seeds, self.binary = seeds, binary
+        self.name = "neural net (sparse MLP" + (", binary inputs" if binary else "") + (f", {seeds} seeds" if seeds > 1 else "") + ")"
 
     def _inputs(self, items, fitting):
         X = self._matrix(items, fitting)
         if fitting:
             self.keep = self.features.frequent_columns(items, self.columns)
-        return X[:, self.keep].tocsr()
+        X = X[:, self.keep].tocsr()
+        if self.binary:
+            X.data[:] = 1.0  # the slice is a copy: the shared cache is untouched
+        return X
 
     @staticmethod
     def _tensor(X):
@@ -496,76 +527,132 @@ class SparseMLP(_SharedFeaturesModel):
             )
 
     def _fit(self, items):
-        import torch
-        from torch import nn
-
-        torch.manual_seed(self.seed)
         X = self._inputs(items, fitting=True)
         y = log_prices(items).astype(np.float32)
         self.mean = float(y.mean())
-        self.net = nn.ModuleDict(
+        self.nets = [self._train_one(X, y - self.mean, self.seed + k) for k in range(self.seeds)]
+
+    def _train_one(self, X, y, seed):
+        import torch
+        from torch import nn
+
+        torch.manual_seed(seed)
+        net = nn.ModuleDict(
             {"first": nn.Linear(X.shape[1], self.hidden), "rest": nn.Sequential(nn.ReLU(), nn.Linear(self.hidden, 64), nn.ReLU(), nn.Linear(64, 1))}
         )
-        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr)
-        rng = np.random.default_rng(self.seed)
-        target = torch.from_numpy(y - self.mean)
-        self.net.train()
+        optimizer = torch.optim.Adam(net.parameters(), lr=self.lr)
+        rng = np.random.default_rng(seed)
+        target = torch.from_numpy(y)
+        net.train()
         for epoch in range(self.epochs):
             order = rng.permutation(X.shape[0])
             size = self.batch_size * (2**epoch)
             for start in range(0, len(order), size):
                 rows = order[start : start + size]
-                loss = torch.mean((self._forward(X[rows]) - target[rows]) ** 2)
+                loss = torch.mean((self._forward(net, X[rows]) - target[rows]) ** 2)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-        self.net.eval()
+        net.eval()
+        return net
 
-    def _forward(self, X):
+    def _forward(self, net, X):
         import torch
 
-        first = self.net["first"]
+        first = net["first"]
         h = torch.sparse.mm(self._tensor(X), first.weight.T) + first.bias
-        return self.net["rest"](h).squeeze(-1)
+        return net["rest"](h).squeeze(-1)
 
     def _predict(self, items):
         import torch
 
         X = self._inputs(items, fitting=False)
         with torch.no_grad():
-            out = [self._forward(X[start : start + 4096]).numpy() for start in range(0, X.shape[0], 4096)]
-        return np.expm1(np.concatenate(out) + self.mean)
+            logs = [
+                np.concatenate([self._forward(net, X[start : start + 4096]).numpy() for start in range(0, X.shape[0], 4096)])
+                for net in self.nets
+            ]
+        return np.expm1(np.mean(logs, axis=0) + self.mean)
 
 
 class LogAverageEnsemble(Baseline):
-    """The mean of several fitted baselines' log prices (a geometric mean of their prices)."""
+    """A weighted mean of several baselines' log prices (equal weights: a geometric mean).
 
-    def __init__(self, members: Sequence[Baseline], weights: Sequence[float] | None = None, name: str | None = None):
+    With `holdout` items, `fit` trains the members on the training items and then fits
+    the weights (non-negative, plus an intercept) on the holdout: items no member trained
+    on, so a member that merely memorised its training set gets no extra say.
+    """
+
+    def __init__(
+        self,
+        members: Sequence[Baseline],
+        weights: Sequence[float] | None = None,
+        name: str | None = None,
+        holdout: Sequence[Item] | None = None,
+    ):
         if not members:
             raise ValueError("an ensemble needs members")
         self.members = list(members)
         self.weights = np.asarray(weights if weights is not None else [1.0] * len(members), dtype=float)
+        if len(self.weights) != len(self.members) or (self.weights < 0).any() or self.weights.sum() <= 0:
+            raise ValueError(f"need {len(self.members)} non-negative weights, not all zero; got {list(self.weights)}")
         self.weights = self.weights / self.weights.sum()
+        self.intercept = 0.0
+        self.holdout = list(holdout) if holdout is not None else None
         self.name = name or "ensemble of " + " + ".join(m.name for m in self.members)
+
+    def _member_logs(self, items) -> np.ndarray:
+        return np.column_stack([np.log1p(m.predict(items)) for m in self.members])
 
     def _fit(self, items):
         for m in self.members:
             if not getattr(m, "fitted", False):
                 m.fit(items)
+        if self.holdout is not None:
+            self.fit_weights(self.holdout, train_items=items)
+
+    def fit_weights(self, holdout: Sequence[Item], train_items: Sequence[Item] = ()) -> "LogAverageEnsemble":
+        """Non-negative weights and an intercept for the members' log prices, fitted on `holdout`."""
+        from sklearn.linear_model import LinearRegression
+
+        holdout = list(holdout)
+        if len(holdout) < 10 * len(self.members):
+            raise ValueError(f"{len(holdout)} holdout items are too few to weigh {len(self.members)} members (need {10 * len(self.members)})")
+        leaked = {it.id for it in holdout} & {it.id for it in train_items}
+        if leaked:
+            raise ValueError(f"{len(leaked)} holdout items are also training items (e.g. {sorted(leaked)[:3]}): fit the weights on items the members never saw")
+        reg = LinearRegression(positive=True).fit(self._member_logs(holdout), log_prices(holdout))
+        if reg.coef_.sum() <= 0:
+            raise ValueError("no member helps on the holdout items (all weights are zero)")
+        self.weights, self.intercept = reg.coef_.astype(float), float(reg.intercept_)
+        return self
+
+    def weights_table(self):
+        """Each member's weight, largest first (they need not sum to one: the intercept absorbs the rest)."""
+        import pandas as pd
+
+        table = pd.DataFrame({"member": [m.name for m in self.members], "weight": np.round(self.weights, 3)})
+        return table.sort_values("weight", ascending=False).reset_index(drop=True)
 
     def _predict(self, items):
-        logs = np.column_stack([np.log1p(m.predict(items)) for m in self.members])
-        return np.expm1(logs @ self.weights)
+        return np.expm1(self._member_logs(items) @ self.weights + self.intercept)
 
 
-BEST_BASELINE = "baseline ensemble (ridge + neural net)"
+BEST_BASELINE = "baseline stack (ridge, SVR, LightGBM, neural nets)"
 
 
-def all_baselines(seed: int = 42) -> list[Baseline]:
-    """Every baseline of notebook 07, in teaching order; text models share one ListingFeatures."""
+def all_baselines(seed: int = 42, holdout: Sequence[Item] | None = None) -> list[Baseline]:
+    """Every baseline of notebook 07, in teaching order; text models share one ListingFeatures.
+
+    The last one, the best baseline, stacks the strongest members; pass `holdout`
+    (validation items) to fit its weights there, else it is a plain geometric mean.
+    """
     features = ListingFeatures()
     ridge = TfidfRidge(features)
-    mlp = SparseMLP(features, seed=seed)
+    svr = TfidfLinearSVR(features)
+    boosted = LightGBMPricer(seed=seed)
+    mlp = SparseMLP(features, seed=seed, seeds=2)
+    mlp_binary = SparseMLP(features, seed=seed, seeds=2, binary=True)
     return [
         RandomPricer(seed),
         ConstantPricer("mean"),
@@ -574,9 +661,10 @@ def all_baselines(seed: int = 42) -> list[Baseline]:
         BagOfWordsLinear(),
         Word2VecLinear(seed=seed),
         ridge,
-        TfidfLinearSVR(features),
+        svr,
         RandomForest(seed=seed),
-        LightGBMPricer(seed=seed),
+        boosted,
         mlp,
-        LogAverageEnsemble([ridge, mlp], name=BEST_BASELINE),
+        mlp_binary,
+        LogAverageEnsemble([ridge, svr, boosted, mlp, mlp_binary], name=BEST_BASELINE, holdout=holdout),
     ]

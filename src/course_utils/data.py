@@ -652,13 +652,23 @@ def ensemble_val_set(profile: config.Profile | None = None) -> list[Item]:
     return _seeded_slice(load_splits(profile).val, profile.size("ensemble_val_items"), profile.seed, "ensemble_val")
 
 
+def baseline_val_set(profile: config.Profile | None = None) -> list[Item]:
+    """Validation items outside the ensemble's slice: the baseline stack (notebook 07) fits
+    its weights here, so the ensemble (notebook 12) is fitted on items none of its inputs saw."""
+    profile = profile or config.get_profile()
+    taken = {it.id for it in ensemble_val_set(profile)}
+    return [it for it in load_splits(profile).val if it.id not in taken]
+
+
 def split_items(split: str, profile: config.Profile | None = None) -> list[Item]:
-    """Items of a named split: 'train', 'val', 'test', 'eval' or 'ensemble_val'."""
+    """Items of a named split: 'train', 'val', 'test', 'eval', 'ensemble_val' or 'baseline_val'."""
     if split == "eval":
         return eval_set(profile)
     if split == "ensemble_val":
         return ensemble_val_set(profile)
+    if split == "baseline_val":
+        return baseline_val_set(profile)
     splits = load_splits(profile)
     if split not in ("train", "val", "test"):
-        raise ValueError(f"unknown split {split!r}; use train, val, test, eval or ensemble_val")
+        raise ValueError(f"unknown split {split!r}; use train, val, test, eval, ensemble_val or baseline_val")
     return getattr(splits, split)
