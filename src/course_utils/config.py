@@ -136,8 +136,8 @@ _OFFLINE_SIZES = {
     "ensemble_val_items": 500,  # validation items the ensemble is fitted on
     "rag_index_items": 20_000,
     "sft_train_items": 2_000,
-    "sft_max_steps": 40,  # notebook 08's full fine-tune of the local model (~6 s a step on 2 cores)
-    "qlora_max_steps": 120,  # notebook 09: ~15 min on 2 cores; the GPU profiles set their own
+    "sft_max_steps": 20,  # notebook 08's full fine-tune of the local model (~12 s a step on 2 cores)
+    "qlora_max_steps": 120,  # notebook 09: 11-14 s a step on 2 cores (26 min); the GPU profiles set their own
     "qlora_save_steps": 30,  # checkpoint every N optimizer steps (notebook 09)
     "lora_r": 16,  # LoRA rank
     "lora_alpha": 32,  # LoRA scale numerator (alpha / r multiplies the update)
@@ -148,7 +148,7 @@ _OFFLINE_SIZES = {
     "perplexity_tokens": 1024,
     "bpe_vocab": 2_000,
     "classifier_items": 4_000,
-    "zero_shot_items": 200,  # listings the chat model classifies by prompting (notebook 02)
+    "zero_shot_items": 100,  # listings the chat model classifies by prompting (notebook 02)
     "number_step": 1,  # notebook 01 tokenizes every number 0..100,000 in this step
 }
 _CI_SIZES = {

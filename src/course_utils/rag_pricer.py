@@ -17,8 +17,6 @@ log prices.
 
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -41,17 +39,7 @@ EXAMPLE_QUESTION = (
 )
 EXAMPLE_ANSWER = "$11"
 
-try:  # the course's shared answer parser (issue 6); a local fallback keeps this module usable alone
-    from .prices import parse_price
-except ImportError:  # pragma: no cover - only without prices.py
-    _FALLBACK_RE = re.compile(r"\$?\s*(\d[\d,]*(?:\.\d+)?)")
-
-    def parse_price(text: str | None) -> float | None:
-        match = _FALLBACK_RE.search(text or "")
-        if not match:
-            return None
-        value = float(match.group(1).replace(",", ""))
-        return value if value > 0 and math.isfinite(value) else None
+from .prices import parse_price  # the course's one answer parser (notebook 08)
 
 
 def _short(text: str, limit: int) -> str:
