@@ -190,6 +190,8 @@ def test_qlora_stops_resumes_and_saves(tmp_path, monkeypatch):
     args = finetune.sft_config(tmp_path / "ckpt", profile, quantized=True, max_steps=2, save_steps=1, per_device_train_batch_size=2)
     first = finetune.train(finetune.load_qlora_model(profile), tokenizer, dataset, args, stop_after=1)
     assert first.steps == 1 and finetune.last_checkpoint(tmp_path / "ckpt").endswith("checkpoint-1")
+    first.release()  # as after a crash: the stopped run's model and optimizer are gone
+    assert first.trainer is None and first.table()["steps"] == 1
     model = finetune.load_qlora_model(profile)
     second = finetune.train(model, tokenizer, dataset, args, resume=True)
     assert second.trainer.state.global_step == 2 and second.steps == 1 and second.tokens > 0

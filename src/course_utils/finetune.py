@@ -370,6 +370,21 @@ class TrainResult:
     peak_memory_mb: float
     logs: list[dict]
     output_dir: Path
+    trainer: object = None  # the SFTTrainer: it holds the model, its gradients and optimizer state
+
+    def release(self) -> None:
+        """Drop the trainer (and with it the model and optimizer state it holds) and free the memory."""
+        import gc
+
+        self.trainer = None
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:  # pragma: no cover - torch is always installed with the course
+            pass
 
     @property
     def losses(self) -> list[tuple[int, float]]:
