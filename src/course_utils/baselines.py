@@ -511,9 +511,9 @@ class SparseMLP(_SharedFeaturesModel):
 
     @staticmethod
     def _tensor(X):
-        import torch
-
         import warnings
+
+        import torch
 
         X = X.tocsr()
         with warnings.catch_warnings():
@@ -613,18 +613,16 @@ class LogAverageEnsemble(Baseline):
 
     def fit_weights(self, holdout: Sequence[Item], train_items: Sequence[Item] = ()) -> "LogAverageEnsemble":
         """Non-negative weights and an intercept for the members' log prices, fitted on `holdout`."""
-        from sklearn.linear_model import LinearRegression
+        from .ensemble import fit_log_blend
 
         holdout = list(holdout)
-        if len(holdout) < 10 * len(self.members):
-            raise ValueError(f"{len(holdout)} holdout items are too few to weigh {len(self.members)} members (need {10 * len(self.members)})")
         leaked = {it.id for it in holdout} & {it.id for it in train_items}
         if leaked:
             raise ValueError(f"{len(leaked)} holdout items are also training items (e.g. {sorted(leaked)[:3]}): fit the weights on items the members never saw")
-        reg = LinearRegression(positive=True).fit(self._member_logs(holdout), log_prices(holdout))
-        if reg.coef_.sum() <= 0:
+        weights, intercept = fit_log_blend(self._member_logs(holdout) if holdout else np.empty((0, len(self.members))), [it.price for it in holdout], items_per_weight=10)
+        if weights.sum() <= 0:
             raise ValueError("no member helps on the holdout items (all weights are zero)")
-        self.weights, self.intercept = reg.coef_.astype(float), float(reg.intercept_)
+        self.weights, self.intercept = weights, intercept
         return self
 
     def weights_table(self):

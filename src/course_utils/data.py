@@ -574,8 +574,6 @@ def _frame_to_items(frame) -> dict[str, list[Item]]:
     return out
 
 
-
-
 def splits_cache_path(profile: config.Profile, version: str) -> Path:
     return profile.work_dir / "splits" / f"{version}.parquet"
 

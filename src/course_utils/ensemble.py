@@ -142,6 +142,25 @@ def features(inputs) -> np.ndarray:
     return np.column_stack([logs, logs.min(axis=1), logs.max(axis=1)])
 
 
+def fit_log_blend(columns, prices, items_per_weight: int = 2) -> tuple[np.ndarray, float]:
+    """Non-negative weights and an intercept mapping `columns` (log prices) to log(1 + price).
+
+    The one blending rule of the course: this ensemble and the baseline stack of notebook 07
+    both use it. `items_per_weight` sets how many items each weight needs at least.
+    """
+    from sklearn.linear_model import LinearRegression
+
+    columns = np.asarray(columns, dtype=float)
+    prices = np.asarray(prices, dtype=float)
+    if len(prices) != len(columns):
+        raise ValueError(f"{len(columns)} rows of inputs but {len(prices)} prices")
+    needed = items_per_weight * columns.shape[1]
+    if len(prices) < needed:
+        raise ValueError(f"{len(prices)} items are too few to fit {columns.shape[1]} weights (need {needed})")
+    reg = LinearRegression(positive=True).fit(columns, np.log1p(prices))
+    return reg.coef_.astype(float), float(reg.intercept_)
+
+
 def feature_names(roles: Sequence[str]) -> list[str]:
     return [*roles, "min", "max"]
 
@@ -160,20 +179,12 @@ class Ensemble:
         return list(self.models)
 
     def fit(self, inputs, prices) -> "Ensemble":
-        from sklearn.linear_model import LinearRegression
-
         inputs = np.asarray(inputs, dtype=float)
-        prices = np.asarray(prices, dtype=float)
         if inputs.ndim != 2 or inputs.shape[1] != len(self.models):
             raise ValueError(f"expected {len(self.models)} input columns ({', '.join(self.roles)}), got shape {inputs.shape}")
-        if len(prices) != len(inputs):
-            raise ValueError(f"{len(inputs)} rows of inputs but {len(prices)} prices")
-        if len(prices) < 2 * (len(self.models) + 2):
-            raise ValueError(f"{len(prices)} items are too few to fit {len(self.models) + 2} weights")
-        reg = LinearRegression(positive=True).fit(features(inputs), np.log1p(prices))
-        self.weights = dict(zip(feature_names(self.roles), (float(w) for w in reg.coef_)))
-        self.intercept = float(reg.intercept_)
-        self.n_fit = len(prices)
+        weights, self.intercept = fit_log_blend(features(inputs), prices)
+        self.weights = dict(zip(feature_names(self.roles), (float(w) for w in weights)))
+        self.n_fit = len(inputs)
         return self
 
     def predict(self, inputs) -> np.ndarray:

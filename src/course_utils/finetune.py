@@ -55,8 +55,6 @@ def chat_messages(item: Item, system: str = SYSTEM_PROMPT, with_answer: bool = T
     return messages
 
 
-
-
 def write_jsonl(items: Iterable[Item], path: str | os.PathLike, system: str = SYSTEM_PROMPT) -> Path:
     """One {"messages": [...]} object per line, written atomically."""
     lines = [json.dumps({"messages": chat_messages(item, system)}, ensure_ascii=False) for item in items]
@@ -376,15 +374,12 @@ class TrainResult:
         """Drop the trainer (and with it the model and optimizer state it holds) and free the memory."""
         import gc
 
+        import torch
+
         self.trainer = None
         gc.collect()
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:  # pragma: no cover - torch is always installed with the course
-            pass
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     @property
     def losses(self) -> list[tuple[int, float]]:
@@ -513,9 +508,7 @@ def train(model, tokenizer, train_dataset, args, resume: bool | str = False, sto
     # Tokens this trainer fed the model (prompt and answer, no padding); TRL keeps the count.
     tokens = int(getattr(trainer, "_total_train_tokens", 0) or max((log.get("num_tokens", 0) for log in stats.logs), default=0))
     steps_done = trainer.state.global_step - (int(Path(checkpoint).name.split("-")[-1]) if checkpoint else 0)
-    result = TrainResult(steps_done, seconds, stats.step_times, tokens, peak_memory_mb(), stats.logs, Path(args.output_dir))
-    result.trainer = trainer
-    return result
+    return TrainResult(steps_done, seconds, stats.step_times, tokens, peak_memory_mb(), stats.logs, Path(args.output_dir), trainer)
 
 
 def last_checkpoint(output_dir) -> str | None:

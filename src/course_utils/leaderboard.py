@@ -47,8 +47,6 @@ def markdown_table(board) -> str:
     return "\n".join(lines)
 
 
-
-
 def save_chart(board, path: Path, title: str) -> Path:
     """The leaderboard's RMSLE bar chart as a PNG (atomic)."""
     from matplotlib.figure import Figure

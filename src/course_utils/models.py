@@ -98,8 +98,6 @@ def embedding_model_path(source: config.ModelSource | None = None) -> str:
     return str(get_model_path())
 
 
-
-
 def converted_gguf_dir(source: config.ModelSource | None = None) -> Path:
     """A safetensors copy of a GGUF model, converted once and reused (atomic)."""
     source = source or config.get_profile().chat_model

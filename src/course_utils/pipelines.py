@@ -261,7 +261,6 @@ CATEGORY_DESCRIPTIONS: Mapping[str, str] = {
 }
 
 
-
 def zero_shot_by_similarity(embedder, texts: Sequence[str], labels: Sequence[str], descriptions: Mapping[str, str] | None = None) -> list[str]:
     """The label whose description's embedding is closest to each text's (no training at all)."""
     descriptions = descriptions or {}

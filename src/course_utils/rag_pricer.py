@@ -24,6 +24,7 @@ import numpy as np
 
 from . import config
 from .items import Item
+from .prices import parse_price  # the course's one answer parser (notebook 08)
 from .vectorstore import Neighbour, ProductStore, neighbour_weighted_price
 
 RAG_MODEL_NAME = "rag-frontier"
@@ -38,9 +39,6 @@ EXAMPLE_QUESTION = (
     "Item: Green t-shirt, Men > Tops\nPrice?"
 )
 EXAMPLE_ANSWER = "$11"
-
-from .prices import parse_price  # the course's one answer parser (notebook 08)
-
 
 def _short(text: str, limit: int) -> str:
     text = " ".join(str(text).split())
