@@ -10,6 +10,7 @@ from course_utils.ensemble import (
     EnsemblePricer,
     MissingInputError,
     ablation_table,
+    ceiling_table,
     comparison_table,
     feature_names,
     features,
@@ -159,3 +160,15 @@ def test_write_leaderboard_writes_markdown_and_png(tmp_path, monkeypatch):
     png = (tmp_path / CHART_FILE).read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".leaderboard")]  # no temp files left
+
+
+def test_ceiling_is_a_bound_and_stores_nothing(store):
+    profile, fit_items, eval_items = store
+    ens = fit_ensemble(profile, INPUTS, items=fit_items)
+    before = results.list_predictions("eval", profile)
+    table = ceiling_table(ens, "eval", profile, items=eval_items)
+    fair, bound = table.loc[1, "rmsle"], table.loc[2, "rmsle"]
+    # least squares on the scored items cannot do worse (in log space) than the blend fitted elsewhere
+    assert bound <= fair + 1e-9
+    assert table.loc[0, "blend"].startswith("best input alone (")
+    assert results.list_predictions("eval", profile) == before

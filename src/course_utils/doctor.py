@@ -36,7 +36,9 @@ def _version(dist: str) -> str:
 def checks(profile: config.Profile, try_server: bool = True) -> list[tuple[str, str, bool]]:
     """(name, detail, ok) rows; the report and the exit code both come from these."""
     from . import models
+    from .start import quiet_library_noise
 
+    quiet_library_noise()
     rows: list[tuple[str, str, bool]] = [
         ("python", platform.python_version(), sys.version_info >= (3, 10)),
         ("profile", f"{profile.name}: {profile.description}", True),

@@ -94,6 +94,11 @@ def _offline_environment() -> None:
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")  # chromadb
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    quiet_library_noise()
+
+
+def quiet_library_noise() -> None:
+    """Silence warnings that are expected here and say nothing the learner can act on."""
     # bitsandbytes offers an optional CPU kernel fetched from the Hub; its built-in fallback is
     # what runs offline, so the warning about the missing download is noise here.
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
