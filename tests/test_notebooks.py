@@ -22,6 +22,8 @@ def test_notebooks_are_numbered_in_order():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_committed_without_outputs(path):
     nb = json.loads(path.read_text())
+    missing = [i for i, cell in enumerate(nb["cells"]) if not cell.get("id")]
+    assert not missing, f"{path.name}: cells {missing} have no id (nbformat 4.5 needs one per cell)"
     for cell in nb["cells"]:
         if cell["cell_type"] == "code":
             assert cell.get("outputs") == [] and cell.get("execution_count") is None, f"{path.name}: strip outputs (make strip)"

@@ -20,6 +20,17 @@ def test_execute_records_status_time_and_memory(tmp_path):
     assert executed.cells[0].outputs[0]["text"].strip() == "ci"
 
 
+def test_kernel_chatter_goes_to_a_log_not_the_terminal(tmp_path, capfd):
+    source = "import os; os.write(2, b'kernel-side noise\\n'); print('cell output')"
+    run = runner.execute(_notebook(tmp_path / "03_noise.ipynb", source), tmp_path / "out", "ci", timeout=120)
+    assert run.status == "ok"
+    captured = capfd.readouterr()
+    assert "kernel-side noise" not in captured.out + captured.err
+    assert "kernel-side noise" in (tmp_path / "out" / "03_noise.kernel.log").read_text()
+    executed = nbformat.read(tmp_path / "out" / "03_noise.ipynb", as_version=4)
+    assert executed.cells[0].outputs[0]["text"].strip() == "cell output"
+
+
 def test_failure_is_reported_with_its_error(tmp_path):
     bad = runner.execute(_notebook(tmp_path / "02_bad.ipynb", "raise ValueError('broken on purpose')"), tmp_path / "out", "ci", timeout=120)
     assert bad.status == "failed" and "broken on purpose" in bad.error

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -80,15 +81,19 @@ def execute(path: Path, out_dir: Path, profile: str, timeout: int) -> NotebookRu
     nb = nbformat.read(path, as_version=4)
     os.environ[config.PROFILE_ENV] = profile  # the kernel inherits the environment
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # The kernel's own stderr (transport warnings, library chatter) goes to a log beside the
+    # executed copy, so the run prints one clean line per notebook; cell errors still come back.
+    kernel_log = out_dir / f"{path.stem}.kernel.log"
     started = time.perf_counter()
     error = ""
-    with PeakMemory() as memory:
+    with PeakMemory() as memory, open(kernel_log, "wb") as log:
         try:
-            client.execute()
+            client.execute(stdout=log, stderr=subprocess.STDOUT)
         except (CellExecutionError, CellTimeoutError, RuntimeError) as exc:
             error = str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else type(exc).__name__
+            error += f" (kernel log: {kernel_log})"
     seconds = time.perf_counter() - started
-    out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / f".{path.name}.tmp"
     nbformat.write(nb, tmp)
     os.replace(tmp, out_dir / path.name)
