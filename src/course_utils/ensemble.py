@@ -340,9 +340,10 @@ def ceiling_table(
     frame = input_matrix(ensemble.models, split, items, profile)
     truths = [it.price for it in items]
     refit = Ensemble(dict(ensemble.models)).fit(frame.values, truths)
-    best_role = min(ensemble.roles, key=lambda role: rmsle(truths, frame[role].values))
+    alone = {role: rmsle(truths, frame[role].values) for role in ensemble.roles}
+    best_role = min(alone, key=alone.get)
     rows = [
-        {"blend": f"best input alone ({best_role})", "fitted on": "-", "rmsle": rmsle(truths, frame[best_role].values)},
+        {"blend": f"best input alone ({best_role})", "fitted on": "-", "rmsle": alone[best_role]},
         {"blend": "ensemble (fair)", "fitted on": FIT_SPLIT, "rmsle": rmsle(truths, ensemble.predict(frame.values))},
         {"blend": "ensemble refitted on the scored items (a bound, not a score)", "fitted on": split,
          "rmsle": rmsle(truths, refit.predict(frame.values))},
