@@ -12,6 +12,7 @@ from course_utils.ensemble import (
     ablation_table,
     ceiling_table,
     comparison_table,
+    error_correlation,
     feature_names,
     features,
     fit_ensemble,
@@ -172,3 +173,23 @@ def test_ceiling_is_a_bound_and_stores_nothing(store):
     assert bound <= fair + 1e-9
     assert table.loc[0, "blend"].startswith("best input alone (")
     assert results.list_predictions("eval", profile) == before
+
+
+def test_error_correlation_separates_shared_from_independent_mistakes():
+    items = make_items("c", 400, 3)
+    prices = [it.price for it in items]
+    rng = np.random.default_rng(4)
+    shared = rng.normal(0, 0.4, len(items))
+    log_true = np.log1p(prices)
+    frame = {
+        "a": np.expm1(log_true + shared),
+        "b": np.expm1(log_true + shared + rng.normal(0, 0.1, len(items))),  # a's mistakes, slightly blurred
+        "c": np.expm1(log_true + rng.normal(0, 0.4, len(items))),  # mistakes of its own
+    }
+    corr = error_correlation(frame, prices)
+    assert list(corr.columns) == ["a", "b", "c"]
+    assert corr.loc["a", "b"] > 0.9
+    assert abs(corr.loc["a", "c"]) < 0.2
+    assert np.allclose(np.diag(corr), 1.0)
+    with pytest.raises(ValueError, match="3 rows of predictions but 2 prices"):
+        error_correlation({"a": [1.0, 2.0, 3.0]}, [1.0, 2.0])

@@ -136,6 +136,25 @@ def input_matrix(
     return pd.DataFrame(columns, index=[it.id for it in items])
 
 
+def error_correlation(frame, prices):
+    """Correlation between the inputs' errors in log space (log(1 + prediction) - log(1 + price)).
+
+    A blend gains where one input's mistakes are cancelled by another's. Two inputs whose
+    errors move together (a correlation near 1) make the same mistakes, so averaging them
+    cancels little, however good each one is alone.
+    """
+    import pandas as pd
+
+    frame = pd.DataFrame(frame)
+    prices = np.asarray(prices, dtype=float)
+    if len(prices) != len(frame):
+        raise ValueError(f"{len(frame)} rows of predictions but {len(prices)} prices")
+    if len(prices) < 3:
+        raise ValueError(f"a correlation needs at least 3 items, got {len(prices)}")
+    errors = np.log1p(frame.clip(lower=0)).sub(np.log1p(prices), axis=0)
+    return errors.corr()
+
+
 def features(inputs) -> np.ndarray:
     """log(1 + price) of each input, then the row-wise minimum and maximum of those logs."""
     logs = np.log1p(np.clip(np.asarray(inputs, dtype=float), 0, None))
