@@ -199,3 +199,17 @@ def test_qlora_stops_resumes_and_saves(tmp_path, monkeypatch):
     assert (adapter / "adapter_config.json").is_file()
     reloaded = finetune.load_qlora_model(profile, adapter=adapter, trainable=False)
     assert finetune.trainable_parameters(reloaded)["trainable"] == 0
+
+
+def test_training_precision_on_a_t4_is_fp16(monkeypatch):
+    import torch
+
+    from course_utils import finetune, models
+
+    monkeypatch.setattr(models, "pick_device", lambda: "cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # emulated bf16 counts here
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (7, 5))
+    assert finetune._device_flags() == {"bf16": False, "fp16": True}
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (8, 6))
+    assert finetune._device_flags() == {"bf16": True, "fp16": False}

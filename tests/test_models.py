@@ -79,3 +79,14 @@ def test_embedding_model_dimension():
     model = models.load_embedding_model(config.get_profile("ci"))
     vectors = model.encode(["a red dress", "a blue dress"])
     assert vectors.shape == (2, 384)
+
+
+@pytest.mark.parametrize("capability, native", [((7, 5), False), ((8, 0), True), ((9, 0), True)])
+def test_a_t4_gets_fp16_even_though_torch_reports_emulated_bf16(monkeypatch, capability, native):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # what torch says on a T4
+    assert models.cuda_has_native_bf16() is native
+    assert models.pick_dtype("cuda") is (torch.bfloat16 if native else torch.float16)

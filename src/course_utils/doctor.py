@@ -49,9 +49,7 @@ def checks(profile: config.Profile, try_server: bool = True) -> list[tuple[str, 
         rows.append((lib, version, version != "missing" or optional))
     try:
         rows.append(("device", models.describe_device(), True))
-        import torch
-
-        bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        bf16 = models.cuda_has_native_bf16()
         rows.append(("bf16", "yes" if bf16 else "no (fp16 on CUDA, fp32 on CPU)", True))
     except ImportError as exc:
         rows.append(("device", f"torch missing: {exc}", False))

@@ -401,13 +401,11 @@ class TrainResult:
 
 def _device_flags() -> dict:
     """Mixed precision by device: bf16 on Ampere+, fp16 on a T4 (no bf16 there), fp32 on CPU."""
-    from .models import pick_device
+    from .models import cuda_has_native_bf16, pick_device
 
     if pick_device() != "cuda":
         return {"bf16": False, "fp16": False, "use_cpu": pick_device() == "cpu"}
-    import torch
-
-    bf16 = torch.cuda.is_bf16_supported()
+    bf16 = cuda_has_native_bf16()
     return {"bf16": bf16, "fp16": not bf16}
 
 

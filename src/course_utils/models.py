@@ -36,6 +36,19 @@ def pick_device() -> str:
     return "cpu"
 
 
+def cuda_has_native_bf16() -> bool:
+    """Whether the CUDA GPU computes in bf16 natively (compute capability 8+, Ampere and later).
+
+    `torch.cuda.is_bf16_supported()` also says yes on a T4 (capability 7.5), because it counts
+    bf16 that is emulated slowly; a T4 must train and infer in fp16 instead.
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        return False
+    return torch.cuda.get_device_capability()[0] >= 8
+
+
 def pick_dtype(device: str | None = None, bf16_supported: bool | None = None):
     """CUDA: bf16 where the GPU supports it (Ampere+), else fp16 (a T4); MPS: fp16; CPU: fp32."""
     import torch
@@ -43,7 +56,7 @@ def pick_dtype(device: str | None = None, bf16_supported: bool | None = None):
     device = device or pick_device()
     if device == "cuda":
         if bf16_supported is None:
-            bf16_supported = torch.cuda.is_bf16_supported()
+            bf16_supported = cuda_has_native_bf16()
         return torch.bfloat16 if bf16_supported else torch.float16
     if device == "mps":
         return torch.float16
