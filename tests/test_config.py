@@ -45,9 +45,39 @@ def test_gpu_profiles_default_to_ungated_models(monkeypatch):
         assert not profile.chat_model.hub_id.startswith(gated)
 
 
-def test_token_unlocks_larger_base_model(monkeypatch):
+def test_token_unlocks_larger_base_model_only_with_access(monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_" + "x" * 30)
+    asked = []
+    monkeypatch.setattr(config, "hub_access_problem", lambda repo, token: asked.append(repo))
     assert config.get_profile("gpu").base_model.hub_id == "meta-llama/Llama-3.1-8B"
+    assert asked == ["meta-llama/Llama-3.1-8B"]
+    # a token whose owner never accepted the licence keeps the ungated default, and says why
+    monkeypatch.setattr(config, "hub_access_problem", lambda repo, token: "its licence is not accepted")
+    with pytest.warns(UserWarning, match="cannot open meta-llama/Llama-3.1-8B"):
+        profile = config.get_profile("gpu")
+    assert profile.base_model.hub_id == "Qwen/Qwen2.5-7B"
+
+
+def test_access_check_reports_a_failure_instead_of_raising(monkeypatch):
+    import huggingface_hub
+
+    def refuse(repo_id, token=None):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(huggingface_hub, "auth_check", refuse)
+    assert config.hub_access_problem("meta-llama/x-test", "hf_" + "y" * 30) == "ConnectionError"
+
+
+def test_token_from_colab_secrets_counts(monkeypatch):
+    import sys
+    import types
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    colab = types.ModuleType("google.colab")
+    colab.userdata = types.SimpleNamespace(get=lambda name: {"HF_TOKEN": "hf_" + "z" * 30}[name])
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setattr(config, "hub_access_problem", lambda repo, token: None)
+    assert config.get_profile("colab").base_model.hub_id == "meta-llama/Llama-3.2-3B"
 
 
 def test_ci_sizes_are_smaller_and_keys_match():
@@ -72,3 +102,13 @@ def test_paths_follow_environment(tmp_path, monkeypatch):
 def test_repo_root_holds_notebooks(repo_root):
     assert config.repo_root() == repo_root
     assert config.data_dir() == repo_root / "data"
+
+
+def test_full_fine_tune_model_fits_the_profile():
+    for name in ("offline", "ci"):
+        profile = config.get_profile(name)
+        assert profile.sft_model == profile.chat_model  # the 135M model is small enough to train fully
+    for name in ("colab", "gpu"):
+        profile = config.get_profile(name)
+        assert profile.sft_model.hub_id and profile.sft_model != profile.chat_model
+        assert any(size in profile.sft_model.hub_id for size in ("135M", "360M", "0.5B"))

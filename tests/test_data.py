@@ -107,6 +107,70 @@ def test_load_amazon_limit_stops_early():
     assert len(items) == 2 and report.rows_read == 2
 
 
+# A local copy of a raw meta_<category>.jsonl whose later rows disagree with the first ones:
+# the json builder infers the schema from its first chunk, so the real file crossed chunks and crashed.
+def _meta_row(i: int, **changes) -> dict:
+    row = {
+        "main_category": "Tools & Home Improvement", "title": f"Claw hammer {i}", "average_rating": 4.5,
+        "rating_number": 10, "features": ["Steel head"], "description": ["A sturdy hammer."], "price": 10.0 + i,
+        "images": [{"thumb": "t.jpg", "large": "l.jpg", "variant": "MAIN", "hi_res": None}], "videos": [],
+        "store": "Acme", "categories": ["Tools", "Hand Tools"], "details": {"Brand": "Acme", "Color": "Red"},
+        "parent_asin": f"P{i}", "bought_together": None,
+    }
+    return {**row, **changes}
+
+
+def _changing_meta_rows() -> list[dict]:
+    first = [_meta_row(i) for i in range(40)]  # several chunks that all agree
+    later = [
+        _meta_row(100, details={"Material": "Steel", "Item Weight": "2 pounds"}, price="$12.99"),
+        _meta_row(101, price="None"),
+        _meta_row(102, price=None),
+        _meta_row(103, price=7, details={"Best Sellers Rank": {"Tools": 3}, "Brand": "Zeta"}),
+        _meta_row(104, price="from $5.99", details={}),
+        _meta_row(105, price=5.5, images=[{"thumb": "t.jpg", "variant": "PT01"}],
+                  videos=[{"title": "Demo", "url": "u", "user_id": "x"}]),
+    ]
+    strings_only = [_meta_row(200 + i, price="$3.50", details={"Size": "XL"}) for i in range(30)]
+    return first + later + strings_only
+
+
+@pytest.fixture
+def meta_file(tmp_path):
+    path = tmp_path / "meta_Tools_and_Home_Improvement.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in _changing_meta_rows()))
+    return path
+
+
+def _check_changing_meta(items, report):
+    prices = {it.id: it.price for it in items}
+    assert len(items) == 40 + 3 + 30 and report.rows_read == 76
+    assert prices["amazon-P0"] == 10.0 and prices["amazon-P100"] == pytest.approx(12.99)
+    assert prices["amazon-P103"] == 7.0 and prices["amazon-P105"] == 5.5 and prices["amazon-P229"] == 3.5
+    assert report.dropped == {"missing price": 2, "price not a number": 1}
+    by_id = {it.id: it for it in items}
+    assert "Material: Steel" in by_id["amazon-P100"].description and "Color" not in by_id["amazon-P100"].description
+    assert by_id["amazon-P103"].brand == "Zeta" and "Best Sellers Rank" not in by_id["amazon-P103"].description
+    assert by_id["amazon-P0"].brand == "Acme" and "Color: Red" in by_id["amazon-P0"].description
+    assert report.balanced
+
+
+@pytest.mark.parametrize("streaming", [True, False], ids=["streaming", "in-memory"])
+def test_amazon_dataset_reads_a_schema_that_changes_across_chunks(meta_file, tmp_path, streaming):
+    # a 4 KB chunk puts ~12 rows in each, so the new keys and price types come in later chunks
+    rows = data.amazon_dataset(
+        "Tools_and_Home_Improvement", streaming=streaming, data_file=str(meta_file),
+        chunksize=4096, cache_dir=str(tmp_path / "hf-cache"),
+    )
+    items, report = data.load_amazon("Tools_and_Home_Improvement", rows=rows)
+    _check_changing_meta(items, report)
+
+
+def test_amazon_dataset_reads_the_file_in_one_default_chunk_too(meta_file):
+    rows = data.amazon_dataset("Tools_and_Home_Improvement", data_file=str(meta_file))
+    _check_changing_meta(*data.load_amazon("Tools_and_Home_Improvement", rows=rows))
+
+
 # --- prompts capped in tokens -----------------------------------------------------------
 @pytest.fixture(scope="module")
 def word_tokenizer():

@@ -213,3 +213,18 @@ def test_training_precision_on_a_t4_is_fp16(monkeypatch):
     assert finetune._device_flags() == {"bf16": False, "fp16": True}
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (8, 6))
     assert finetune._device_flags() == {"bf16": True, "fp16": False}
+
+
+def test_an_adapter_for_another_hub_base_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "hub_access_problem", lambda repo, token: "no access")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    profile = config.get_profile("gpu")  # base model Qwen/Qwen2.5-7B without a token
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "meta-llama/Llama-3.1-8B"}))
+    with pytest.raises(ValueError, match="trained on meta-llama/Llama-3.1-8B, but this profile's base model is Qwen/Qwen2.5-7B"):
+        finetune.check_adapter_base(adapter, profile)
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "Qwen/Qwen2.5-7B"}))
+    finetune.check_adapter_base(adapter, profile)  # the same base: fine
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tmp_path / "elsewhere")}))
+    finetune.check_adapter_base(adapter, profile)  # a local path (offline models): not compared

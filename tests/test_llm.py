@@ -38,6 +38,29 @@ def test_backend_choice(env, kind):
     assert llm.choose_backend_kind(env) == kind
 
 
+def fake_colab(monkeypatch, stored: dict):
+    """A stand-in for google.colab.userdata holding `stored` in its secrets panel."""
+    import sys
+    import types
+
+    userdata = types.SimpleNamespace(get=lambda name: stored[name])  # raises like Colab for an absent one
+    colab = types.ModuleType("google.colab")
+    colab.userdata = userdata
+    monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+
+
+def test_a_key_in_colab_secrets_selects_openai(monkeypatch):
+    from course_utils import secrets
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    fake_colab(monkeypatch, {"OPENAI_API_KEY": KEY})
+    assert llm.choose_backend_kind({}) == "openai"
+    assert secrets.get_secret("OPENAI_API_KEY") == KEY
+    fake_colab(monkeypatch, {})
+    assert llm.choose_backend_kind({}) == "local"
+
+
 def test_unknown_forced_backend():
     with pytest.raises(ValueError, match="not one of"):
         llm.choose_backend_kind({"COURSE_LLM": "gemini"})

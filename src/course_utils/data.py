@@ -275,28 +275,47 @@ def _as_list(value) -> list[str]:
     return [str(v) for v in value if v is not None]
 
 
+def _amazon_price(value):
+    """The raw price with the json builder's quoting undone; None where the listing has none."""
+    if isinstance(value, str) and value.startswith('"'):
+        # a chunk that mixes numbers and strings is stored as JSON text: '"$12.99"', '"None"'
+        try:
+            decoded = json.loads(value)
+        except json.JSONDecodeError:
+            decoded = None
+        if isinstance(decoded, str):
+            value = decoded
+    if isinstance(value, str) and value.strip().lower() in {"none", "", "nan"}:
+        return None
+    return value
+
+
+def _amazon_details(value, cleaned: Counter | None = None) -> dict:
+    """`details` as a dict: the builder hands it over as JSON text, a fixture may pass the dict."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            value = None
+        if not isinstance(value, dict) and cleaned is not None:
+            cleaned["unparsable details ignored"] += 1
+    return value if isinstance(value, dict) else {}
+
+
 def parse_amazon_row(row: dict, cleaned: Counter | None = None, category: str | None = None) -> Item:
     """One raw_meta row of Amazon Reviews 2023 as an Item; raises DropRow with the reason.
 
-    Prices arrive as floats, as strings such as '$12.99', or as None / 'None'.
+    Prices arrive as floats, as strings such as '$12.99' (also JSON-quoted), or as None / 'None'.
     `details` is a JSON string (or already a dict) of product attributes.
     """
-    price = row.get("price")
-    if isinstance(price, str) and price.strip().lower() in {"none", "", "nan"}:
-        price = None
+    price = _amazon_price(row.get("price"))
     problem = price_problem(price)
     if problem:
         raise DropRow(problem)
     title = scrub(row.get("title"), cleaned)
     parts = [scrub(p, cleaned) for p in _as_list(row.get("description")) + _as_list(row.get("features"))]
-    details = row.get("details") or {}
-    if isinstance(details, str):
-        try:
-            details = json.loads(details)
-        except json.JSONDecodeError:
-            details = {}
-            if cleaned is not None:
-                cleaned["unparsable details ignored"] += 1
+    details = _amazon_details(row.get("details"), cleaned)
+    # null values are skipped: the loaded JSON carries every key of its chunk, null where the row had none
     detail_text = "; ".join(
         f"{k}: {v}" for k, v in details.items() if k not in _AMAZON_NOISY_DETAILS and isinstance(v, (str, int, float))
     )
@@ -309,7 +328,7 @@ def parse_amazon_row(row: dict, cleaned: Counter | None = None, category: str | 
     categories = tuple(c for c in [main, *_as_list(row.get("categories"))] if c)
     # dict.fromkeys drops a repeated top level while keeping the order
     categories = tuple(dict.fromkeys(categories))
-    brand = _clean_str(details.get("Brand") if isinstance(details, dict) else None) or _clean_str(row.get("store"))
+    brand = _clean_str(details.get("Brand")) or _clean_str(row.get("store"))
     asin = row.get("parent_asin") or row.get("asin")
     if not asin:
         raise DropRow("no product id")
@@ -323,18 +342,53 @@ def parse_amazon_row(row: dict, cleaned: Counter | None = None, category: str | 
     )
 
 
-def amazon_dataset(category: str, streaming: bool = True):
-    """The raw_meta_<category> rows from the Hub (needs network; GPU profiles only)."""
+def amazon_meta_features():
+    """The raw_meta schema, fixed up front (the Hub's own loading script declared the same one).
+
+    Without it the json builder infers the schema from the first chunk and fails to cast a later
+    chunk whose `details` has other keys or whose `price` is a string. `details` and `price` are
+    strings: the builder stores a dict as its JSON text, and a number as its text.
+    """
+    from datasets import Features, List, Value
+
+    text = Value("string")
+    return Features({
+        "main_category": text,
+        "title": text,
+        "average_rating": Value("float64"),
+        "rating_number": Value("int64"),
+        "features": List(text),
+        "description": List(text),
+        "price": text,
+        "images": List({"hi_res": text, "large": text, "thumb": text, "variant": text}),
+        "videos": List({"title": text, "url": text, "user_id": text}),
+        "store": text,
+        "categories": List(text),
+        "details": text,
+        "parent_asin": text,
+        "bought_together": text,
+        "subtitle": text,  # only some categories (Books) have these two; absent ones read as null
+        "author": text,
+    })
+
+
+def amazon_dataset(category: str, streaming: bool = True, data_file: str | None = None, **options):
+    """The raw_meta_<category> rows: from the Hub (needs network; GPU profiles only) or `data_file`.
+
+    `options` go to `datasets.load_dataset` (tests pass a small `chunksize` and a `cache_dir`).
+    """
     import datasets
 
-    if int(datasets.__version__.split(".")[0]) < 4:
+    if int(datasets.__version__.split(".")[0]) < 4 and data_file is None:
         # datasets 3.x still runs the repository's loading script.
         return datasets.load_dataset(
             AMAZON_REPO, f"raw_meta_{category}", split="full", trust_remote_code=True, streaming=streaming
         )
     # datasets 4 removed loading scripts: read the same JSON-lines file the script reads.
-    data_file = f"hf://datasets/{AMAZON_REPO}/raw/meta_categories/meta_{category}.jsonl"
-    return datasets.load_dataset("json", data_files=data_file, split="train", streaming=streaming)
+    data_file = data_file or f"hf://datasets/{AMAZON_REPO}/raw/meta_categories/meta_{category}.jsonl"
+    return datasets.load_dataset(
+        "json", data_files=data_file, features=amazon_meta_features(), split="train", streaming=streaming, **options
+    )
 
 
 def load_amazon(

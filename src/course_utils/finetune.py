@@ -569,6 +569,7 @@ def load_finetuned(profile: config.Profile | None = None, adapter: str | os.Path
     adapter = Path(adapter or adapter_dir(profile))
     if not (adapter / "adapter_config.json").is_file():
         raise FileNotFoundError(f"no adapter at {adapter}; run notebook 09 (QLoRA) first to train and save it")
+    check_adapter_base(adapter, profile)
     quantized = profile.load_in_4bit if quantized is None else quantized
     if quantized:
         model = PeftModel.from_pretrained(load_causal_lm("base_model", profile, quantization="4bit"), str(adapter))
@@ -576,6 +577,25 @@ def load_finetuned(profile: config.Profile | None = None, adapter: str | os.Path
         model = PeftModel.from_pretrained(load_causal_lm("base_model", profile), str(adapter)).merge_and_unload()
     model.eval()
     return model
+
+
+def check_adapter_base(adapter, profile: config.Profile | None = None) -> None:
+    """Refuse an adapter trained on another Hub model than this profile's base model.
+
+    LoRA matrices only fit the model they were trained on. The base can change between
+    notebooks 09 and 10 when an HF token (which unlocks a larger gated model) is set in one
+    session and not the other. Local paths (the offline models) are not compared: the same
+    model sits in a different cache folder on another machine.
+    """
+    from .models import model_location
+
+    saved = json.loads((Path(adapter) / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    current = model_location("base_model", profile or config.get_profile())
+    if saved and not Path(saved).is_absolute() and saved != current:
+        raise ValueError(
+            f"the adapter at {adapter} was trained on {saved}, but this profile's base model is {current}; "
+            "set (or unset) HF_TOKEN as when notebook 09 ran, or train the adapter again"
+        )
 
 
 def trainable_parameters(model) -> dict:

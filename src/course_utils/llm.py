@@ -219,7 +219,8 @@ def choose_backend_kind(env: dict | None = None) -> str:
         raise ValueError(f"COURSE_LLM={forced!r} is not one of: local, openai, base_url")
     if env.get("COURSE_LLM_BASE_URL"):
         return "base_url"
-    if env.get("OPENAI_API_KEY"):
+    # A key kept in Colab's secrets panel counts too (get_backend reads it from there).
+    if env.get("OPENAI_API_KEY") or secrets.colab_secret("OPENAI_API_KEY"):
         return "openai"
     return "local"
 

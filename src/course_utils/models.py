@@ -187,12 +187,19 @@ def load_causal_lm(
     profile: config.Profile | None = None,
     quantization: Quantization = None,
     device: str | None = None,
+    for_training: bool = False,
 ):
-    """A causal LM for the role, on the chosen device and dtype, optionally 8- or 4-bit."""
+    """A causal LM for the role, on the chosen device and dtype, optionally 8- or 4-bit.
+
+    `for_training` (a full fine-tune) keeps fp32 weights on every device: the trainer's
+    mixed precision computes in fp16/bf16, but fp16 weights cannot take fp16 updates
+    (the gradient scaler refuses to unscale them) and would round small updates away.
+    """
+    import torch
     from transformers import AutoModelForCausalLM
 
     device = device or pick_device()
-    kwargs = {"dtype": pick_dtype(device)}
+    kwargs = {"dtype": torch.float32 if for_training else pick_dtype(device)}
     qconfig = quantization_config(quantization)
     if qconfig is not None:
         kwargs["quantization_config"] = qconfig
@@ -202,6 +209,19 @@ def load_causal_lm(
         model = model.to(device)
     model.eval()
     return model
+
+
+def embedding_dimension(model) -> int:
+    """The vector size of a SentenceTransformer, whichever name its version gives the method.
+
+    sentence-transformers 6 calls it get_embedding_dimension (the old name is deprecated);
+    5.x, which Colab images may still carry, only has get_sentence_embedding_dimension.
+    """
+    for name in ("get_embedding_dimension", "get_sentence_embedding_dimension"):
+        method = getattr(model, name, None)
+        if method is not None and method() is not None:
+            return int(method())
+    return int(len(model.encode(["x"])[0]))
 
 
 def load_embedding_model(profile: config.Profile | None = None):

@@ -186,7 +186,9 @@ class SentenceEmbeddings(_EmbeddingsBase):
 
     @property
     def dimension(self) -> int:
-        return int(self.model.get_embedding_dimension())
+        from .models import embedding_dimension
+
+        return embedding_dimension(self.model)
 
     def count_tokens(self, text: str) -> int:
         return len(self.model.tokenizer(text, add_special_tokens=True)["input_ids"])

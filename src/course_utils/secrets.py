@@ -46,7 +46,8 @@ def load_dotenv_once(path: str | os.PathLike | None = None) -> Path | None:
     return None
 
 
-def _colab_secret(name: str) -> str | None:
+def colab_secret(name: str) -> str | None:
+    """A secret from Colab's key panel, or None outside Colab, when absent or access is not granted."""
     try:
         from google.colab import userdata  # type: ignore[import-not-found]
     except ImportError:
@@ -78,7 +79,7 @@ def get_secret(name: str, required: bool = False) -> str | None:
     load_dotenv_once()
     value = os.environ.get(name)
     if value is None:
-        value = _colab_secret(name)
+        value = colab_secret(name)
     if value is None:
         if required:
             raise SecretError(

