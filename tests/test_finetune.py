@@ -228,3 +228,14 @@ def test_an_adapter_for_another_hub_base_is_refused(tmp_path, monkeypatch):
     finetune.check_adapter_base(adapter, profile)  # the same base: fine
     (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tmp_path / "elsewhere")}))
     finetune.check_adapter_base(adapter, profile)  # a local path (offline models): not compared
+
+
+def test_base_model_loads_at_the_fine_tuned_models_precision(monkeypatch):
+    from course_utils import models
+
+    calls = []
+    monkeypatch.setattr(models, "load_causal_lm", lambda role, profile, quantization=None: calls.append((role, quantization)))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    finetune.load_base(config.get_profile("ci"))
+    finetune.load_base(config.get_profile("gpu"))
+    assert calls == [("base_model", None), ("base_model", "4bit")]  # offline merges into fp32; GPU profiles stay 4-bit

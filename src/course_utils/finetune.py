@@ -552,6 +552,19 @@ def load_qlora_model(profile: config.Profile | None = None, adapter: str | os.Pa
     return get_peft_model(base, lora_config(profile))
 
 
+def load_base(profile: config.Profile | None = None, quantized: bool | None = None):
+    """The base model as `load_finetuned` loads it, minus the adapter.
+
+    Same precision on both sides (4-bit on the GPU profiles, full precision offline), so
+    notebook 10's base-versus-fine-tuned comparison measures the adapter, not the quantization.
+    """
+    from .models import load_causal_lm
+
+    profile = profile or config.get_profile()
+    quantized = profile.load_in_4bit if quantized is None else quantized
+    return load_causal_lm("base_model", profile, quantization="4bit" if quantized else None)
+
+
 def load_finetuned(profile: config.Profile | None = None, adapter: str | os.PathLike | None = None, quantized: bool | None = None):
     """The base model with the saved adapter, for inference.
 

@@ -204,8 +204,11 @@ def load_causal_lm(
     if qconfig is not None:
         kwargs["quantization_config"] = qconfig
         kwargs["device_map"] = {"": device if device != "mps" else "cpu"}
+    elif device == "cuda":
+        # Straight onto the GPU: loading into host RAM first would need ~2 bytes a parameter there.
+        kwargs["device_map"] = {"": device}
     model = AutoModelForCausalLM.from_pretrained(model_location(role, profile), **kwargs)
-    if qconfig is None:
+    if "device_map" not in kwargs:
         model = model.to(device)
     model.eval()
     return model
