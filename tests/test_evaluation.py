@@ -109,3 +109,20 @@ def test_plot_scatter_draws_every_point(store):
     result = evaluation.score("m", items, preds, store=False)
     ax = evaluation.plot_scatter(result)
     assert ax.get_xscale() == "log" and len(ax.collections[0].get_offsets()) == 40
+
+
+def test_paired_bootstrap_separates_a_real_gap_from_noise():
+    from course_utils.evaluation import paired_bootstrap
+
+    rng = np.random.default_rng(0)
+    truths = np.exp(rng.normal(3, 0.8, 400))
+    good = truths * np.exp(rng.normal(0, 0.40, 400))
+    worse = truths * np.exp(rng.normal(0, 0.50, 400))
+    twin = truths * np.exp(rng.normal(0, 0.40, 400))  # another model exactly as good as `good`
+    clear = paired_bootstrap(truths, good, worse, rounds=500)
+    assert clear["change"] < 0 and clear["high (95%)"] < 0 and clear["better in"] > 0.97
+    assert clear["change"] == pytest.approx(evaluation.rmsle(truths, good) / evaluation.rmsle(truths, worse) - 1)
+    unsure = paired_bootstrap(truths, twin, good, rounds=500)
+    assert unsure["low (95%)"] < 0 < unsure["high (95%)"]
+    with pytest.raises(ValueError, match="must match"):
+        paired_bootstrap(truths, good[:10], worse)

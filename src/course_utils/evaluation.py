@@ -45,6 +45,38 @@ def rmsle(truths, predictions) -> float:
     return float(np.sqrt(np.mean((np.log1p(predictions) - np.log1p(truths)) ** 2)))
 
 
+def paired_bootstrap(truths, predictions, reference, rounds: int = 2000, seed: int = 42, level: float = 0.95) -> dict:
+    """How sure a gap in RMSLE between two models is, on the items both were scored on.
+
+    Resamples the items with replacement `rounds` times and recomputes both RMSLEs on each
+    resample (the same items for both models: a paired test). Returns the relative change
+    rmsle(predictions) / rmsle(reference) - 1 on all items, its `level` interval, and the
+    share of resamples in which `predictions` did better. An interval that straddles zero
+    means the eval set is too small to tell the two apart.
+    """
+    truths, predictions, reference = (np.asarray(x, dtype=float) for x in (truths, predictions, reference))
+    if not len(truths) == len(predictions) == len(reference):
+        raise ValueError(
+            f"{len(truths)} truths, {len(predictions)} predictions and {len(reference)} reference predictions: they must match"
+        )
+    truths = np.log1p(truths)
+    a = np.log1p(np.clip(predictions, 0, None)) - truths
+    b = np.log1p(np.clip(reference, 0, None)) - truths
+    if len(truths) < 2:
+        raise ValueError("a bootstrap needs at least 2 items")
+    picks = np.random.default_rng(seed).integers(0, len(truths), size=(rounds, len(truths)))
+    ratios = np.sqrt((a[picks] ** 2).mean(axis=1) / (b[picks] ** 2).mean(axis=1)) - 1
+    tail = (1 - level) / 2
+    low, high = np.quantile(ratios, [tail, 1 - tail])
+    return {
+        "change": float(np.sqrt((a**2).mean() / (b**2).mean()) - 1),
+        f"low ({level:.0%})": float(low),
+        f"high ({level:.0%})": float(high),
+        "better in": float((ratios < 0).mean()),
+        "n_items": int(len(truths)),
+    }
+
+
 def compute_metrics(truths, predictions) -> dict:
     truths = np.asarray(truths, dtype=float)
     predictions = np.clip(np.asarray(predictions, dtype=float), 0, None)
