@@ -59,11 +59,11 @@ def paired_bootstrap(truths, predictions, reference, rounds: int = 2000, seed: i
         raise ValueError(
             f"{len(truths)} truths, {len(predictions)} predictions and {len(reference)} reference predictions: they must match"
         )
+    if len(truths) < 2:
+        raise ValueError("a bootstrap needs at least 2 items")
     truths = np.log1p(truths)
     a = np.log1p(np.clip(predictions, 0, None)) - truths
     b = np.log1p(np.clip(reference, 0, None)) - truths
-    if len(truths) < 2:
-        raise ValueError("a bootstrap needs at least 2 items")
     picks = np.random.default_rng(seed).integers(0, len(truths), size=(rounds, len(truths)))
     ratios = np.sqrt((a[picks] ** 2).mean(axis=1) / (b[picks] ** 2).mean(axis=1)) - 1
     tail = (1 - level) / 2

@@ -576,18 +576,15 @@ def load_finetuned(profile: config.Profile | None = None, adapter: str | os.Path
     """
     from peft import PeftModel
 
-    from .models import load_causal_lm
-
     profile = profile or config.get_profile()
     adapter = Path(adapter or adapter_dir(profile))
     if not (adapter / "adapter_config.json").is_file():
         raise FileNotFoundError(f"no adapter at {adapter}; run notebook 09 (QLoRA) first to train and save it")
     check_adapter_base(adapter, profile)
     quantized = profile.load_in_4bit if quantized is None else quantized
-    if quantized:
-        model = PeftModel.from_pretrained(load_causal_lm("base_model", profile, quantization="4bit"), str(adapter))
-    else:
-        model = PeftModel.from_pretrained(load_causal_lm("base_model", profile), str(adapter)).merge_and_unload()
+    model = PeftModel.from_pretrained(load_base(profile, quantized), str(adapter))
+    if not quantized:
+        model = model.merge_and_unload()
     model.eval()
     return model
 

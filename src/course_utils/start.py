@@ -1,6 +1,6 @@
 """The first cell of every notebook: pick the profile, seed everything, say what will run.
 
-    import sys, subprocess; "google.colab" in sys.modules and subprocess.run(COLAB_INSTALL, shell=True); ...
+    import sys, subprocess; "google.colab" in sys.modules and subprocess.run(COLAB_INSTALL, shell=True, check=True)
 
 The Colab half lives in the cell itself (course_utils is not installed there yet);
 everything after the import lives here, so no notebook repeats set-up code.
@@ -22,8 +22,7 @@ REPO_URL = "https://github.com/llm-engineering-course/llm-engineering-course"
 # Colab keeps its own torch and CUDA: the `colab` extra never names torch.
 COLAB_INSTALL = f"pip install -q 'course-utils[colab] @ git+{REPO_URL}'"
 FIRST_CELL = (
-    'import sys, subprocess; "google.colab" in sys.modules and subprocess.run('
-    '"pip install -q \'course-utils[colab] @ git+' + REPO_URL + '\'", shell=True, check=True)\n'
+    f'import sys, subprocess; "google.colab" in sys.modules and subprocess.run("{COLAB_INSTALL}", shell=True, check=True)\n'
     "from course_utils import start; profile = start()"
 )
 
