@@ -19,10 +19,11 @@ fi
 
 stamp="$venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)-${extras/,/-}"
 if [ ! -f "$stamp" ]; then
-  echo "setup: installing the course ($extras); the first time builds llama.cpp (~8 min on 2 cores)"
+  echo "setup: installing the course ($extras); the first time builds llama.cpp (~4 min on 2 cores)"
   "$venv/bin/python" -m pip install -q --upgrade pip
-  # A portable llama.cpp build: the same wheel works on any x86-64 machine that reuses the pip cache.
-  export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"
+  # A portable llama.cpp build (the same wheel works on any x86-64 machine with AVX2 that reuses the
+  # wheelhouse), without the multimodal library the course never loads: that halves the build.
+  export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF}"
   # torch first and pinned, so no other requirement can pull a multi-GB CUDA build.
   "$venv/bin/pip" install -q "torch==2.13.0"
   # llama-cpp-python compiles from source; keep the wheel in a wheelhouse so the next clone

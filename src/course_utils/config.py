@@ -141,11 +141,11 @@ _OFFLINE_SIZES = {
     "val_items": 2_000,
     "eval_items": 400,  # the fixed evaluation set every model is scored on (LLM pricers included)
     "ensemble_val_items": 400,  # validation items the ensemble is fitted on
-    "rag_index_items": 20_000,
+    "rag_index_items": 15_000,  # notebook 11 embeds ~90 listings a second on 2 cores
     "sft_train_items": 2_000,
     "sft_max_steps": 20,  # notebook 08's full fine-tune of the local model (~12 s a step on 2 cores)
-    "qlora_max_steps": 60,  # notebook 09: ~10 s a step on 2 cores; the loss levels off after ~30 steps
-    "qlora_save_steps": 15,  # checkpoint every N optimizer steps (notebook 09)
+    "qlora_max_steps": 40,  # notebook 09: ~10 s a step on 2 cores; the loss levels off after ~20 steps
+    "qlora_save_steps": 10,  # checkpoint every N optimizer steps (notebook 09)
     "lora_r": 16,  # LoRA rank
     "lora_alpha": 32,  # LoRA scale numerator (alpha / r multiplies the update)
     "price_top_k": 5,  # first tokens the probability-weighted price averages over (notebook 10)
