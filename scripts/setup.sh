@@ -33,7 +33,8 @@ if [ ! -f "$stamp" ]; then
   llama_req=$("$venv/bin/python" -c "import tomllib; print(next(r for r in tomllib.load(open('pyproject.toml','rb'))['project']['optional-dependencies']['cpu'] if r.startswith('llama-cpp-python')).replace('[server]',''))")
   if ! ls "$wheelhouse"/llama_cpp_python-*.whl >/dev/null 2>&1; then
     echo "setup: building $llama_req once into $wheelhouse"
-    "$venv/bin/pip" wheel -q --no-deps -w "$wheelhouse" "$llama_req"
+    # --no-cache-dir: pip's own wheel cache may hold a build made with other CMAKE_ARGS (CUDA, native).
+    "$venv/bin/pip" wheel -q --no-deps --no-cache-dir -w "$wheelhouse" "$llama_req"
   fi
   "$venv/bin/pip" install -q --find-links "$wheelhouse" -e ".[$extras]"
   # Packages we only read files from, without their own dependencies (see pyproject.toml).

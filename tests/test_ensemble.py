@@ -193,3 +193,43 @@ def test_error_correlation_separates_shared_from_independent_mistakes():
     assert np.allclose(np.diag(corr), 1.0)
     with pytest.raises(ValueError, match="3 rows of predictions but 2 prices"):
         error_correlation({"a": [1.0, 2.0, 3.0]}, [1.0, 2.0])
+
+
+def test_the_ensemble_is_judged_against_the_best_model_and_the_best_single_model():
+    import pandas as pd
+
+    from course_utils.baselines import BEST_BASELINE
+    from course_utils.ensemble import ENSEMBLE_NAME, rivals, versus_table
+
+    board = pd.DataFrame({
+        "model": [ENSEMBLE_NAME, BEST_BASELINE, "tf-idf + linear SVR", "tf-idf + ridge"],
+        "rmsle": [0.40, 0.41, 0.44, 0.45], "mae": [9.0, 9.5, 10.0, 10.5], "hit_rate": [0.6, 0.58, 0.55, 0.5],
+    })  # fmt: skip
+    found = rivals(board)
+    assert found == {"best other model": BEST_BASELINE, "best single model (not a blend)": "tf-idf + linear SVR"}
+    table = versus_table(board, found)
+    assert list(table.index) == ["ensemble", "best other model", "best single model (not a blend)"]
+    assert table.loc["best single model (not a blend)", "ensemble's RMSLE change"] == pytest.approx(0.40 / 0.44 - 1)
+    assert table.loc["best other model", "model"] == BEST_BASELINE
+    with pytest.raises(ValueError, match="no 'ensemble' row"):
+        versus_table(board[board["model"] != ENSEMBLE_NAME], found)
+    with pytest.raises(ValueError, match="no model but the ensemble"):
+        rivals(board[board["model"] == ENSEMBLE_NAME])
+
+
+def test_bootstrap_table_compares_the_ensemble_with_each_rival(store):
+    from course_utils.ensemble import bootstrap_table
+
+    profile, fit_items, eval_items = store
+    blend = fit_ensemble(profile, INPUTS, items=fit_items)
+    predictions = predict_split(blend, "eval", profile, items=eval_items)
+    table = bootstrap_table(predictions, {"best other model": "tfidf-ridge", "weak": "rag-frontier"}, eval_items, profile)
+    assert list(table["ensemble vs"]) == ["tfidf-ridge (best other model)", "rag-frontier (weak)"]
+    assert (table["n_items"] == len(eval_items)).all()
+    weak = table.iloc[1]
+    assert weak["change"] < 0 and weak["low (95%)"] <= weak["change"] <= weak["high (95%)"] and weak["better in"] > 0.95
+    extra = fit_items[0]
+    with pytest.raises(MissingInputError, match="the ensemble has no prediction for 1 of"):
+        bootstrap_table(predictions, {"x": "tfidf-ridge"}, eval_items + [extra], profile)
+    with pytest.raises(MissingInputError, match="no stored prediction on split 'eval'"):
+        bootstrap_table({**predictions, extra.id: 10.0}, {"x": "tfidf-ridge"}, eval_items + [extra], profile)

@@ -372,6 +372,79 @@ def ceiling_table(
     return table
 
 
+def blended_models() -> set[str]:
+    """Names of the stored models that are themselves blends of other models."""
+    names = {ENSEMBLE_NAME}
+    try:
+        from .baselines import BEST_BASELINE
+    except ImportError:
+        return names
+    return names | {BEST_BASELINE}
+
+
+def rivals(board) -> dict[str, str]:
+    """The models the ensemble is judged against: the best other model on the board, and the
+    best single model (one that is not a blend itself, as notebook 07's baseline stack is)."""
+    others = board[board["model"] != ENSEMBLE_NAME]
+    if others.empty:
+        raise ValueError("the leaderboard holds no model but the ensemble: score the inputs first")
+    found = {"best other model": others.iloc[0]["model"]}
+    singles = others[~others["model"].isin(blended_models())]
+    if not singles.empty:
+        found["best single model (not a blend)"] = singles.iloc[0]["model"]
+    return found
+
+
+def versus_table(board, rivals_by_label: Mapping[str, str] | None = None):
+    """The ensemble's row of the leaderboard beside each rival's, with the ensemble's relative change in each metric."""
+    import pandas as pd
+
+    rivals_by_label = rivals_by_label if rivals_by_label is not None else rivals(board)
+    by_model = board.set_index("model")
+    if ENSEMBLE_NAME not in by_model.index:
+        raise ValueError(f"the leaderboard has no {ENSEMBLE_NAME!r} row: score the ensemble first")
+    ours = by_model.loc[ENSEMBLE_NAME]
+    rows = [{"": "ensemble", "model": ENSEMBLE_NAME, "rmsle": ours["rmsle"], "mae": ours["mae"], "hit_rate": ours["hit_rate"]}]
+    for label, model in rivals_by_label.items():
+        theirs = by_model.loc[model]
+        rows.append({
+            "": label, "model": model, "rmsle": theirs["rmsle"], "mae": theirs["mae"], "hit_rate": theirs["hit_rate"],
+            "ensemble's RMSLE change": ours["rmsle"] / theirs["rmsle"] - 1,
+        })  # fmt: skip
+    return pd.DataFrame(rows).set_index("")
+
+
+def bootstrap_table(
+    predictions: Mapping[str, float],
+    rivals_by_label: Mapping[str, str],
+    items: Sequence[Item],
+    profile: config.Profile | None = None,
+    split: str = SCORE_SPLIT,
+    seed: int = 42,
+):
+    """A paired bootstrap (`evaluation.paired_bootstrap`) of the ensemble against each rival's stored predictions."""
+    import pandas as pd
+
+    from . import results
+    from .evaluation import paired_bootstrap
+
+    profile = profile or config.get_profile()
+    unpriced = [it.id for it in items if it.id not in predictions]
+    if unpriced:
+        raise MissingInputError(f"the ensemble has no prediction for {len(unpriced)} of {len(items)} items (e.g. {unpriced[:3]})")
+    truths = [it.price for it in items]
+    ours = [predictions[it.id] for it in items]
+    rows = []
+    for label, model in rivals_by_label.items():
+        theirs = results.load_predictions(model, split, profile)
+        missing = [it.id for it in items if it.id not in theirs]
+        if missing:
+            raise MissingInputError(f"{model!r} has no stored prediction on split {split!r} for {len(missing)} of {len(items)} items")
+        reference = [theirs[it.id] for it in items]
+        rows.append({"ensemble vs": f"{model} ({label})", **paired_bootstrap(truths, ours, reference, seed=seed)})
+    return pd.DataFrame(rows)
+
+
 class EnsemblePricer:
     """The fitted ensemble as a pricer (`Item -> float`) over items whose inputs are stored."""
 
