@@ -425,23 +425,18 @@ def bootstrap_table(
     """A paired bootstrap (`evaluation.paired_bootstrap`) of the ensemble against each rival's stored predictions."""
     import pandas as pd
 
-    from . import results
     from .evaluation import paired_bootstrap
 
-    profile = profile or config.get_profile()
     unpriced = [it.id for it in items if it.id not in predictions]
     if unpriced:
         raise MissingInputError(f"the ensemble has no prediction for {len(unpriced)} of {len(items)} items (e.g. {unpriced[:3]})")
     truths = [it.price for it in items]
     ours = [predictions[it.id] for it in items]
-    rows = []
-    for label, model in rivals_by_label.items():
-        theirs = results.load_predictions(model, split, profile)
-        missing = [it.id for it in items if it.id not in theirs]
-        if missing:
-            raise MissingInputError(f"{model!r} has no stored prediction on split {split!r} for {len(missing)} of {len(items)} items")
-        reference = [theirs[it.id] for it in items]
-        rows.append({"ensemble vs": f"{model} ({label})", **paired_bootstrap(truths, ours, reference, seed=seed)})
+    theirs = input_matrix(rivals_by_label, split, items, profile)  # raises MissingInputError for a gap
+    rows = [
+        {"ensemble vs": f"{model} ({label})", **paired_bootstrap(truths, ours, theirs[label].values, seed=seed)}
+        for label, model in rivals_by_label.items()
+    ]
     return pd.DataFrame(rows)
 
 
