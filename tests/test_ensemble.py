@@ -204,6 +204,7 @@ def test_the_ensemble_is_judged_against_the_best_model_and_the_best_single_model
     board = pd.DataFrame({
         "model": [ENSEMBLE_NAME, BEST_BASELINE, "tf-idf + linear SVR", "tf-idf + ridge"],
         "rmsle": [0.40, 0.41, 0.44, 0.45], "mae": [9.0, 9.5, 10.0, 10.5], "hit_rate": [0.6, 0.58, 0.55, 0.5],
+        "blend": [True, True, False, False],
     })  # fmt: skip
     found = rivals(board)
     assert found == {"best other model": BEST_BASELINE, "best single model (not a blend)": "tf-idf + linear SVR"}
@@ -215,6 +216,8 @@ def test_the_ensemble_is_judged_against_the_best_model_and_the_best_single_model
         versus_table(board[board["model"] != ENSEMBLE_NAME], found)
     with pytest.raises(ValueError, match="no model but the ensemble"):
         rivals(board[board["model"] == ENSEMBLE_NAME])
+    # a board without the flag (results recorded before it existed): every model counts as single
+    assert rivals(board.drop(columns="blend"))["best single model (not a blend)"] == BEST_BASELINE
 
 
 def test_bootstrap_table_compares_the_ensemble_with_each_rival(store):

@@ -42,8 +42,11 @@ def test_leaderboard_is_best_first_on_one_split_and_data_version(store):
     board = results.leaderboard(ci)
     assert board.model.tolist() == ["ridge", "median", "mean"]
     assert board.index.tolist() == [1, 2, 3] and (board.kind == "baseline").all()
+    assert not board.blend.any()
+    results.record("stack", metrics(0.3), profile=ci, extra={"kind": "baseline", "blend": True})
+    assert results.leaderboard(ci).set_index("model").blend.to_dict() == {"stack": True, "ridge": False, "median": False, "mean": False}
     assert results.leaderboard(ci, data_version=None).model.iloc[0] == "old"
-    assert len(results.load_results(all_profiles=True)) == 5
+    assert len(results.load_results(all_profiles=True)) == 6
 
 
 def test_concurrent_records_are_all_kept(store):

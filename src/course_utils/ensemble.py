@@ -372,31 +372,21 @@ def ceiling_table(
     return table
 
 
-def blended_models() -> set[str]:
-    """Names of the stored models that are themselves blends of other models."""
-    names = {ENSEMBLE_NAME}
-    try:
-        from .baselines import BEST_BASELINE
-    except ImportError:
-        return names
-    return names | {BEST_BASELINE}
-
-
 def rivals(board) -> dict[str, str]:
     """The models the ensemble is judged against: the best other model on the board, and the
-    best single model (one that is not a blend itself, as notebook 07's baseline stack is)."""
+    best single model, one not recorded with extra={"blend": True} (notebook 07's baseline stack is)."""
     others = board[board["model"] != ENSEMBLE_NAME]
     if others.empty:
         raise ValueError("the leaderboard holds no model but the ensemble: score the inputs first")
     found = {"best other model": others.iloc[0]["model"]}
-    singles = others[~others["model"].isin(blended_models())]
+    singles = others[~others["blend"].fillna(False).astype(bool)] if "blend" in others.columns else others
     if not singles.empty:
         found["best single model (not a blend)"] = singles.iloc[0]["model"]
     return found
 
 
 def versus_table(board, rivals_by_label: Mapping[str, str] | None = None):
-    """The ensemble's row of the leaderboard beside each rival's, with the ensemble's relative change in each metric."""
+    """The ensemble's row of the leaderboard beside each rival's, with the ensemble's relative change in RMSLE."""
     import pandas as pd
 
     rivals_by_label = rivals_by_label if rivals_by_label is not None else rivals(board)

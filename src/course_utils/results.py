@@ -115,6 +115,7 @@ def load_results(profile: config.Profile | str | None = None, all_profiles: bool
         row.update(e.get("metrics", {}))
         row.update({f"{k}": v for k, v in e.get("timings", {}).items()})
         row["kind"] = e.get("extra", {}).get("kind")
+        row["blend"] = bool(e.get("extra", {}).get("blend", False))  # a model that combines other stored models
         row["recorded_at"] = e.get("recorded_at")
         rows.append(row)
     columns = list(KEY_FIELDS) + list(METRIC_COLUMNS)
@@ -146,7 +147,7 @@ def leaderboard(
     if kind:
         frame = frame[frame["kind"] == kind]
     keep = ["model", "rmsle", "mae", "hit_rate", "median_ae", "n_items"]
-    keep += [c for c in ("train_s", "predict_s", "ms_per_item", "kind") if c in frame.columns]
+    keep += [c for c in ("train_s", "predict_s", "ms_per_item", "kind", "blend") if c in frame.columns]
     board = frame.sort_values("rmsle", kind="stable")[keep].reset_index(drop=True)
     board.index = board.index + 1
     board.index.name = "rank"
