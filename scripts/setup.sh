@@ -21,14 +21,19 @@ stamp="$venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)-${extras/
 if [ ! -f "$stamp" ]; then
   echo "setup: installing the course ($extras); the first time builds llama.cpp (~4 min on 2 cores)"
   "$venv/bin/python" -m pip install -q --upgrade pip
-  # A portable llama.cpp build (the same wheel works on any x86-64 machine with AVX2 that reuses the
-  # wheelhouse), without the multimodal library the course never loads: that halves the build.
-  export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF}"
+  # llama.cpp built for this processor (AVX-512 where it has it: on 2 cores about 10% faster prompt
+  # reading and 20% faster generation than the portable AVX2 build), without the multimodal library
+  # the course never loads: that halves the build.
+  export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON -DLLAVA_BUILD=OFF}"
   # torch first and pinned, so no other requirement can pull a multi-GB CUDA build.
   "$venv/bin/pip" install -q "torch==2.13.0"
   # llama-cpp-python compiles from source; keep the wheel in a wheelhouse so the next clone
   # or venv on this machine installs it in seconds.
-  wheelhouse="${COURSE_WHEELHOUSE:-$HOME/.cache/llm-course/wheels}"
+  # One build per instruction set and build flags: a wheelhouse shared between machines never hands
+  # one a build its processor cannot run.
+  cpu_features=$(grep -m1 -E '^(flags|Features)' /proc/cpuinfo 2>/dev/null || sysctl -n machdep.cpu.features machdep.cpu.leaf7_features 2>/dev/null || true)
+  build_tag=$(printf '%s|%s|%s' "$(uname -m)" "$cpu_features" "$CMAKE_ARGS" | sha256sum | cut -c1-12)
+  wheelhouse="${COURSE_WHEELHOUSE:-$HOME/.cache/llm-course/wheels}/$(uname -m)-$build_tag"
   mkdir -p "$wheelhouse"
   llama_req=$("$venv/bin/python" -c "import tomllib; print(next(r for r in tomllib.load(open('pyproject.toml','rb'))['project']['optional-dependencies']['cpu'] if r.startswith('llama-cpp-python')).replace('[server]',''))")
   if ! ls "$wheelhouse"/llama_cpp_python-*.whl >/dev/null 2>&1; then

@@ -181,6 +181,8 @@ def test_smollm2_template_needs_prompt_completion_data():
 @pytest.mark.slow
 def test_qlora_stops_resumes_and_saves(tmp_path, monkeypatch):
     """Two real QLoRA steps on the 4-bit model: stop after one, resume, save, reload."""
+    import torch
+
     from course_utils import models
 
     profile = config.get_profile("ci")
@@ -195,6 +197,8 @@ def test_qlora_stops_resumes_and_saves(tmp_path, monkeypatch):
     model = finetune.load_qlora_model(profile)
     second = finetune.train(model, tokenizer, dataset, args, resume=True)
     assert second.trainer.state.global_step == 2 and second.steps == 1 and second.tokens > 0
+    # fp32 training on a CPU: the adapters stay fp32, although TRL casts a 4-bit model's to bf16
+    assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
     adapter = finetune.save_adapter(model, tmp_path / "adapter")
     assert (adapter / "adapter_config.json").is_file()
     reloaded = finetune.load_qlora_model(profile, adapter=adapter, trainable=False)
@@ -213,6 +217,20 @@ def test_training_precision_on_a_t4_is_fp16(monkeypatch):
     assert finetune._device_flags() == {"bf16": False, "fp16": True}
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (8, 6))
     assert finetune._device_flags() == {"bf16": True, "fp16": False}
+
+
+def test_trainable_weights_are_cast_to_fp32_and_frozen_ones_kept():
+    """TRL casts a 4-bit model's adapters to bf16; a T4's fp16 gradient scaler refuses those."""
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4), torch.nn.Linear(4, 4))
+    model[0].to(torch.bfloat16).requires_grad_(False)  # frozen: left as it is
+    model[1].to(torch.bfloat16)
+    model[2].to(torch.float16)
+    assert finetune.trainable_to_fp32(model) == 4  # weight and bias of the two trainable layers
+    assert {p.dtype for p in model[0].parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in model[1:].parameters()} == {torch.float32}
+    assert finetune.trainable_to_fp32(model) == 0  # nothing left to cast
 
 
 def test_an_adapter_for_another_hub_base_is_refused(tmp_path, monkeypatch):

@@ -494,6 +494,8 @@ def train(model, tokenizer, train_dataset, args, resume: bool | str = False, sto
     stats = RunStats()
     callbacks = [stats] + ([StopAfter(stop_after)] if stop_after else [])
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer, callbacks=callbacks)
+    if not args.bf16:
+        trainable_to_fp32(trainer.model)
     _use_tqdm_progress(trainer)
     checkpoint = None
     if resume:
@@ -507,6 +509,24 @@ def train(model, tokenizer, train_dataset, args, resume: bool | str = False, sto
     tokens = int(getattr(trainer, "_total_train_tokens", 0) or max((log.get("num_tokens", 0) for log in stats.logs), default=0))
     steps_done = trainer.state.global_step - (int(Path(checkpoint).name.split("-")[-1]) if checkpoint else 0)
     return TrainResult(steps_done, seconds, stats.step_times, tokens, peak_memory_mb(), stats.logs, Path(args.output_dir), trainer)
+
+
+def trainable_to_fp32(model) -> int:
+    """Cast the trainable weights to fp32 (the frozen 4-bit ones stay); returns how many were cast.
+
+    TRL's SFTTrainer casts a 4-bit model's LoRA adapters to bf16, the QLoRA paper's choice for
+    bf16 training. The other two branches need fp32 adapters: fp16 mixed precision (a T4), whose
+    gradient scaler refuses bf16 gradients, and fp32 training on a CPU, where bf16 weights would
+    round AdamW's small updates away.
+    """
+    import torch
+
+    cast = 0
+    for param in model.parameters():
+        if param.requires_grad and param.dtype in (torch.bfloat16, torch.float16):
+            param.data = param.data.float()
+            cast += 1
+    return cast
 
 
 def last_checkpoint(output_dir) -> str | None:
