@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import math
+import os
 import sys
 import time
 from dataclasses import replace
@@ -77,11 +77,6 @@ def check_profile(model_dir: Path, steps: int, batch_size: int):
                    sizes=sizes, hf_token_models={})
 
 
-def rmsle(items, predictions) -> float:
-    pairs = [(it.price, p) for it, p in zip(items, predictions) if p is not None and p > 0]
-    return math.sqrt(sum((math.log1p(p) - math.log1p(t)) ** 2 for t, p in pairs) / len(pairs)) if pairs else float("nan")
-
-
 def trainable_dtypes(model) -> str:
     """'float32 x 210': the dtypes of the trainable tensors (mixed precision needs fp32 ones)."""
     from collections import Counter
@@ -122,7 +117,7 @@ def qlora_phase(profile, tokenizer, dataset, eval_items, work: Path, precision: 
     """Notebook 09's run (4-bit base, interrupted, resumed from its checkpoint), then notebook 10's 4-bit reload."""
     import torch
 
-    from course_utils import finetune, specialist
+    from course_utils import evaluation, finetune, specialist
 
     torch.cuda.reset_peak_memory_stats()
     row = {}
@@ -148,7 +143,6 @@ def qlora_phase(profile, tokenizer, dataset, eval_items, work: Path, precision: 
                                                    top_k=profile.size("price_top_k"), desc=f"4-bit specialist, {precision}")
     compute_dtype = str(tuned.get_base_model().config.quantization_config.bnb_4bit_compute_dtype)
     del tuned
-    first.release()
     row.update({
         "mixed precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
         "optimizer": getattr(args.optim, "value", str(args.optim)), "4-bit compute dtype": compute_dtype.replace("torch.", ""),
@@ -158,7 +152,7 @@ def qlora_phase(profile, tokenizer, dataset, eval_items, work: Path, precision: 
         "peak GPU MB": round(max(first.peak_memory_mb, second.peak_memory_mb)),
         "adapter reload same": same,
         "items/s": round(1000 / timing["ms_per_item"], 1),
-        "rmsle (weighted)": round(rmsle(eval_items, [p.weighted for p in predictions]), 3),
+        "rmsle (weighted)": round(evaluation.rmsle([it.price for it in eval_items], [p.weighted for p in predictions]), 3),
     })
     return row
 
@@ -167,7 +161,7 @@ def full_phase(profile, tokenizer, dataset, eval_items, work: Path, precision: s
     """Notebook 08's full fine-tune: fp32 weights, mixed-precision compute, AdamW."""
     import torch
 
-    from course_utils import finetune, models, specialist
+    from course_utils import evaluation, finetune, models, specialist
 
     torch.cuda.reset_peak_memory_stats()
     row = {}
@@ -185,7 +179,7 @@ def full_phase(profile, tokenizer, dataset, eval_items, work: Path, precision: s
         "first loss": round(run.losses[0][1], 3), "last loss": round(run.losses[-1][1], 3),
         "peak GPU MB": round(run.peak_memory_mb),
         "items/s": round(1000 / timing["ms_per_item"], 1),
-        "rmsle (greedy)": round(rmsle(eval_items, [p.greedy for p in predictions]), 3),
+        "rmsle (greedy)": round(evaluation.rmsle([it.price for it in eval_items], [p.greedy for p in predictions]), 3),
     })
     del model
     run.release()
@@ -204,8 +198,6 @@ def main(argv=None) -> int:
     parser.add_argument("--eval-items", type=int, default=200)
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "gpu-check")
     opts = parser.parse_args(argv)
-
-    import os
 
     import torch
 
