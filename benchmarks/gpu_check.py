@@ -46,11 +46,12 @@ def read_items(path: Path | None, n_train: int, n_eval: int):
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt") as handle:
         rows = [json.loads(line) for line in handle if line.strip()]
-    train = [Item(**{k: v for k, v in r.items() if k != "split"}) for r in rows if r["split"] == "train"]
-    evaluation = [Item(**{k: v for k, v in r.items() if k != "split"}) for r in rows if r["split"] == "eval"]
-    if not train or not evaluation:
+    by_split = {"train": [], "eval": []}
+    for row in rows:
+        by_split.setdefault(row.pop("split"), []).append(Item(**row))
+    if not by_split["train"] or not by_split["eval"]:
         raise ValueError(f"{path} needs rows with split 'train' and split 'eval'")
-    return train[:n_train], evaluation[:n_eval]
+    return by_split["train"][:n_train], by_split["eval"][:n_eval]
 
 
 def random_model(source: Path, target: Path) -> Path:
@@ -75,6 +76,10 @@ def check_profile(model_dir: Path, steps: int, batch_size: int):
              "sft_max_steps": steps, "batch_size": batch_size}
     return replace(gpu, name="gpu-check", chat_model=local, base_model=local, sft_model=local,
                    sizes=sizes, hf_token_models={})
+
+
+def mixed_precision(args) -> str:
+    return "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
 
 
 def trainable_dtypes(model) -> str:
@@ -144,7 +149,7 @@ def qlora_phase(profile, tokenizer, dataset, eval_items, work: Path, precision: 
     compute_dtype = str(tuned.get_base_model().config.quantization_config.bnb_4bit_compute_dtype)
     del tuned
     row.update({
-        "mixed precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+        "mixed precision": mixed_precision(args),
         "optimizer": getattr(args.optim, "value", str(args.optim)), "4-bit compute dtype": compute_dtype.replace("torch.", ""),
         "steps": first.steps + second.steps, "resumed at": stop_at + 1,
         "s/step": round((sum(first.step_times[1:]) + sum(second.step_times[1:])) / max(1, len(first.step_times) + len(second.step_times) - 2), 3),
@@ -173,7 +178,7 @@ def full_phase(profile, tokenizer, dataset, eval_items, work: Path, precision: s
     predictions, timing = specialist.timed_predict(model, tokenizer, eval_items, batch_size=profile.size("batch_size"),
                                                    top_k=1, desc=f"full fine-tune, {precision}")
     row.update({
-        "mixed precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+        "mixed precision": mixed_precision(args),
         "optimizer": getattr(args.optim, "value", str(args.optim)), "steps": run.steps,
         "s/step": run.table()["seconds per step"],
         "first loss": round(run.losses[0][1], 3), "last loss": round(run.losses[-1][1], 3),

@@ -148,3 +148,9 @@ def test_all_baselines_lists_every_kind_once():
     names = [m.name for m in B.all_baselines()]
     assert len(names) == len(set(names)) == 13
     assert names[-1] == B.BEST_BASELINE
+
+
+def test_result_extra_marks_the_stack_as_the_best_baseline_and_a_blend():
+    *singles, stack = B.all_baselines()
+    assert B.result_extra(stack) == {"kind": "baseline", "best_baseline": True, "blend": True}
+    assert all(B.result_extra(m) == {"kind": "baseline", "best_baseline": False, "blend": False} for m in singles)

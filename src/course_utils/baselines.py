@@ -639,6 +639,15 @@ class LogAverageEnsemble(Baseline):
 BEST_BASELINE = "baseline stack (ridge, SVR, LightGBM, neural nets)"
 
 
+def result_extra(model: Baseline) -> dict:
+    """What the results store keeps about a baseline beside its scores, on every split.
+
+    best_baseline marks the model notebook 12 takes as an input; blend marks a model that
+    combines others (the stack), which ensemble.rivals must not count as a single model.
+    """
+    return {"kind": "baseline", "best_baseline": model.name == BEST_BASELINE, "blend": isinstance(model, LogAverageEnsemble)}
+
+
 def all_baselines(seed: int = 42, holdout: Sequence[Item] | None = None) -> list[Baseline]:
     """Every baseline of notebook 07, in teaching order; text models share one ListingFeatures.
 
