@@ -52,10 +52,30 @@ if [ ! -f "$stamp" ]; then
   wheelhouse="${COURSE_WHEELHOUSE:-$HOME/.cache/llm-course/wheels}/$(uname -m)-$build_tag"
   mkdir -p "$wheelhouse"
   llama_req=$("$venv/bin/python" -c "import tomllib; print(next(r for r in tomllib.load(open('pyproject.toml','rb'))['project']['optional-dependencies']['cpu'] if r.startswith('llama-cpp-python')).replace('[server]',''))")
+  build_pid=""
   if ! ls "$wheelhouse"/llama_cpp_python-*.whl >/dev/null 2>&1; then
-    echo "setup: building $llama_req once into $wheelhouse"
+    echo "setup: building $llama_req once into $wheelhouse, while the rest installs"
     # --no-cache-dir: pip's own wheel cache may hold a build made with other CMAKE_ARGS (CUDA, native).
-    "$venv/bin/pip" wheel -q --no-deps --no-cache-dir -w "$wheelhouse" "$llama_req"
+    # Built beside the wheelhouse and moved in when whole, so an interrupted build leaves no half wheel.
+    building=$(mktemp -d "$wheelhouse/.building-XXXXXX")
+    ( "$venv/bin/pip" wheel -q --no-deps --no-cache-dir -w "$building" "$llama_req" \
+        && mv "$building"/llama_cpp_python-*.whl "$wheelhouse"/ && rm -rf "$building" ) &
+    build_pid=$!
+  fi
+  # Everything but llama-cpp-python installs while it compiles (a new machine saves about 2 minutes).
+  mapfile -t others < <("$venv/bin/python" - "$extras" <<'PY'
+import sys, tomllib
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+reqs = list(project["dependencies"])
+for extra in sys.argv[1].split(","):
+    reqs += project["optional-dependencies"][extra]
+print("\n".join(r for r in reqs if not r.startswith("llama-cpp-python")))
+PY
+)
+  "$venv/bin/pip" install -q "${others[@]}"
+  if [ -n "$build_pid" ] && ! wait "$build_pid"; then
+    echo "setup: building llama-cpp-python failed (see above); it needs a C++ compiler and cmake" >&2
+    exit 1
   fi
   "$venv/bin/pip" install -q --find-links "$wheelhouse" -e ".[$extras]"
   # Packages we only read files from, without their own dependencies (see pyproject.toml).
