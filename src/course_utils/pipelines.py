@@ -291,7 +291,7 @@ def choice_logprobs(model, tokenizer, messages: Sequence[Mapping[str, str]], cho
     for choice, ids in zip(choices, choice_ids):
         if not ids:
             raise ValueError(f"choice {choice!r} has no tokens")
-    out = model(input_ids=prompt_ids, use_cache=True)
+    out = model(input_ids=prompt_ids, use_cache=True, logits_to_keep=1)  # only the last position is read
     first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
     token_lps = [[float(first[ids[0]])] for ids in choice_ids]
     width = max(len(ids) for ids in choice_ids) - 1  # tokens each choice feeds back in
@@ -359,7 +359,7 @@ def next_token_distribution(model, tokenizer, messages_or_text, top: int = 10, t
         raise ValueError(f"temperature must be > 0, got {temperature}")
     device = next(model.parameters()).device
     batch = _chat_ids(tokenizer, messages_or_text, device)
-    logits = model(**batch).logits[0, -1].float()
+    logits = model(**batch, logits_to_keep=1).logits[0, -1].float()
     probs = torch.softmax(logits / temperature, dim=-1)
     values, ids = probs.topk(top)
     return pd.DataFrame(

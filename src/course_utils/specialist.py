@@ -100,7 +100,9 @@ def predict_batch(model, tokenizer, items: Sequence[Item], top_k: int = 5, max_d
 def _decode(model, items, input_ids, attention, positions, digit_text, start_ids, k, max_digits, device) -> list[PricePrediction]:
     import torch
 
-    out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True)
+    # logits_to_keep=1: only the last position's logits are read. Scoring every prompt position against a
+    # 49k-token vocabulary is a fifth of the prompt's compute on SmolLM2 and a 200 MB tensor per batch of 8.
+    out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True, logits_to_keep=1)
     probs = out.logits[:, -1, :].float().softmax(-1)
     start_index = torch.tensor(start_ids, device=device)
     start_probs = probs[:, start_index]  # (B, number-start tokens)
