@@ -27,14 +27,10 @@ if [ ! -f "$stamp" ]; then
       exit 1
     fi
   done
-fi
-
-if [ ! -x "$venv/bin/python" ]; then
-  echo "setup: creating $venv with $($python --version)"
-  "$python" -m venv "$venv"
-fi
-
-if [ ! -f "$stamp" ]; then
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "setup: creating $venv with $($python --version)"
+    "$python" -m venv "$venv"
+  fi
   echo "setup: installing the course ($extras); the first time builds llama.cpp (~4 min on 2 cores)"
   "$venv/bin/python" -m pip install -q --upgrade pip
   # llama.cpp built for this processor (AVX-512 where it has it: on 2 cores about 10% faster prompt
