@@ -123,6 +123,10 @@ class LocalServer:
             "--port", str(self.port),
             "--n_ctx", str(self.n_ctx),
             "--n_threads", str(server_threads()),
+            # The server's default (logits_all=True) scores every prompt position against the whole
+            # vocabulary; only the last position is ever sampled from, and the course asks for no
+            # prompt logprobs. Off, prompts read ~15% faster on 2 cores with identical answers.
+            "--logits_all", "false",
         ]  # fmt: skip
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
