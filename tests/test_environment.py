@@ -30,6 +30,30 @@ def test_sync_script_reports_no_drift(repo_root):
     assert result.returncode == 0, result.stdout
 
 
+def _setup_list(repo_root, *args):
+    result = subprocess.run([sys.executable, "scripts/sync_environment.py", "--print", *args], cwd=repo_root, capture_output=True, text=True)
+    return result.returncode, result.stdout.split(), result.stderr
+
+
+def test_setup_lists_split_the_declared_requirements(repo_root):
+    """setup.sh builds llama.cpp from one list while it installs another: together they are the extras, once each."""
+    project = _pyproject(repo_root)["project"]
+    declared = project["dependencies"] + project["optional-dependencies"]["cpu"] + project["optional-dependencies"]["dev"]
+    rc, llama, _ = _setup_list(repo_root, "llama", "cpu,dev")
+    assert rc == 0 and len(llama) == 1 and llama[0].startswith("llama-cpp-python") and "[" not in llama[0]
+    rc, others, _ = _setup_list(repo_root, "others", "cpu,dev")
+    assert rc == 0 and not any(r.startswith("llama-cpp-python") for r in others)
+    assert len(others) + 1 == len(declared) and set(others) < set(declared)
+    assert _setup_list(repo_root, "no-deps")[1] == _pyproject(repo_root)["tool"]["course_utils"]["no-deps"]
+
+
+def test_setup_lists_name_a_wrong_extra_or_list(repo_root):
+    rc, out, err = _setup_list(repo_root, "others", "cpu,gpu")
+    assert rc != 0 and out == [] and "unknown extra 'gpu'" in err
+    rc, out, err = _setup_list(repo_root, "everything")
+    assert rc != 0 and "llama, others or no-deps" in err
+
+
 FAST_MOVING = ("transformers", "trl", "peft", "datasets", "langchain", "chromadb", "gradio", "openai", "sentence-transformers", "bitsandbytes")
 
 
