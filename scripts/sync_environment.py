@@ -10,6 +10,7 @@ scripts/setup.sh reads its pip lists here too, one requirement a line:
     python scripts/sync_environment.py --print no-deps        # packages installed with --no-deps
 """
 
+import re
 import sys
 import tomllib
 from pathlib import Path
@@ -62,7 +63,8 @@ def setup_requirements(pyproject: dict, which: str, extras: str = "cpu") -> list
     for extra in extras.split(","):
         reqs += optional[extra]
     if which == "llama":
-        return [r.replace("[server]", "") for r in reqs if r.startswith(LLAMA)]
+        # Its extras (the server's) come with the editable install later; the wheel is built bare.
+        return [re.sub(r"\[[^\]]*\]", "", r) for r in reqs if r.startswith(LLAMA)]
     if which == "others":
         return [r for r in reqs if not r.startswith(LLAMA)]
     raise SystemExit(f"--print takes llama, others or no-deps, not {which!r}")
