@@ -37,14 +37,22 @@ dependencies:
 """
 
 
+def declared(pyproject: dict, extras: str) -> list[str]:
+    """The project's dependencies plus those of the named extras ("cpu,dev"), in order."""
+    optional = pyproject["project"]["optional-dependencies"]
+    unknown = [e for e in extras.split(",") if e not in optional]
+    if unknown:
+        raise SystemExit(f"unknown extra {unknown[0]!r}; pyproject.toml has {sorted(optional)}")
+    return list(pyproject["project"]["dependencies"]) + [r for e in extras.split(",") for r in optional[e]]
+
+
+def no_deps(pyproject: dict) -> list[str]:
+    return list(pyproject["tool"]["course_utils"]["no-deps"])
+
+
 def pip_requirements(pyproject: dict) -> list[str]:
-    extras = pyproject["project"]["optional-dependencies"]
-    return (
-        pyproject["project"]["dependencies"]
-        + extras["cpu"]
-        + extras["dev"]
-        + pyproject["tool"]["course_utils"]["no-deps"]
-    )
+    """Everything environment.yml's pip section installs."""
+    return declared(pyproject, "cpu,dev") + no_deps(pyproject)
 
 
 LLAMA = "llama-cpp-python"
@@ -54,14 +62,8 @@ def setup_requirements(pyproject: dict, which: str, extras: str = "cpu") -> list
     """The lists scripts/setup.sh installs in turn: llama.cpp alone (it builds while the rest
     installs), everything else of the project and `extras`, and the no-deps packages."""
     if which == "no-deps":
-        return list(pyproject["tool"]["course_utils"]["no-deps"])
-    optional = pyproject["project"]["optional-dependencies"]
-    unknown = [e for e in extras.split(",") if e not in optional]
-    if unknown:
-        raise SystemExit(f"unknown extra {unknown[0]!r}; pyproject.toml has {sorted(optional)}")
-    reqs = list(pyproject["project"]["dependencies"])
-    for extra in extras.split(","):
-        reqs += optional[extra]
+        return no_deps(pyproject)
+    reqs = declared(pyproject, extras)
     if which == "llama":
         # Its extras (the server's) come with the editable install later; the wheel is built bare.
         return [re.sub(r"\[[^\]]*\]", "", r) for r in reqs if r.startswith(LLAMA)]
