@@ -1,3 +1,4 @@
+import os
 import signal
 import socket
 import time
@@ -177,3 +178,35 @@ def test_server_threads_setting(monkeypatch):
     monkeypatch.setenv("COURSE_LLM_THREADS", "many")
     with pytest.raises(ValueError, match="COURSE_LLM_THREADS"):
         llm.server_threads()
+
+
+def test_old_server_logs_are_pruned_newest_kept(tmp_path):
+    for age, port in enumerate(range(5)):
+        log = tmp_path / f"llama-server-{port}.log"
+        log.write_text("old run")
+        os.utime(log, (1_000_000 - age, 1_000_000 - age))  # port 0 newest, port 4 oldest
+    keep_me = tmp_path / "notes.txt"
+    keep_me.write_text("not a server log")
+    assert llm.prune_server_logs(tmp_path, keep=2) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["llama-server-0.log", "llama-server-1.log", "notes.txt"]
+    assert llm.prune_server_logs(tmp_path, keep=2) == 0
+
+
+def test_server_start_prunes_the_cache_logs_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
+    logs = tmp_path / "cache" / "logs"
+    logs.mkdir(parents=True)
+    for port in range(llm.SERVER_LOGS_KEPT + 5):
+        (logs / f"llama-server-{port}.log").write_text("old run")
+    bogus = tmp_path / "broken.gguf"
+    bogus.write_bytes(b"not a gguf file at all")
+    with pytest.raises(llm.ServerStartError):
+        llm.LocalServer(bogus).start(timeout=60)
+    assert len(list(logs.glob("llama-server-*.log"))) == llm.SERVER_LOGS_KEPT  # the new log among them
+    chosen = tmp_path / "mine"
+    chosen.mkdir()
+    for port in range(llm.SERVER_LOGS_KEPT + 5):
+        (chosen / f"llama-server-{port}.log").write_text("old run")
+    with pytest.raises(llm.ServerStartError):
+        llm.LocalServer(bogus, log_path=chosen / "llama-server-x.log").start(timeout=60)
+    assert len(list(chosen.glob("llama-server-*.log"))) == llm.SERVER_LOGS_KEPT + 6

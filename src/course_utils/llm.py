@@ -70,6 +70,31 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
     os.setpgrp()  # Ctrl-C in a terminal reaches the kernel, not the server directly
 
 
+SERVER_LOGS_KEPT = 20  # each server start writes one log, named by its port; older ones are deleted
+
+
+def prune_server_logs(folder: Path, keep: int = SERVER_LOGS_KEPT) -> int:
+    """Delete all but the newest `keep` llama-server logs in `folder`; returns how many went.
+
+    Every start picks a free port and so a new log file: without this, a learner's cache
+    gains a file per kernel for good.
+    """
+    dated = []
+    for path in folder.glob("llama-server-*.log"):
+        try:
+            dated.append((path.stat().st_mtime, path))
+        except FileNotFoundError:  # another kernel pruned it first
+            continue
+    removed = 0
+    for _, path in sorted(dated, reverse=True)[keep:]:
+        try:
+            path.unlink()
+            removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
+
+
 class LocalServer:
     """`python -m llama_cpp.server` serving one GGUF file on loopback."""
 
@@ -112,9 +137,12 @@ class LocalServer:
         if self.requested_port is not None and port_in_use(self.requested_port, self.host):
             raise PortInUseError(f"port {self.requested_port} on {self.host} is already in use; pick another or pass port=None")
         self.port = self.requested_port or free_port(self.host)
-        if self.log_path is None:
+        in_cache = self.log_path is None
+        if in_cache:
             self.log_path = config.cache_dir() / "logs" / f"llama-server-{self.port}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        if in_cache:  # a log path the caller chose is theirs to keep
+            prune_server_logs(self.log_path.parent, keep=SERVER_LOGS_KEPT - 1)  # room for this one
         command = [
             sys.executable, "-m", "llama_cpp.server",
             "--model", str(self.model_path),
