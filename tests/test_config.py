@@ -101,7 +101,33 @@ def test_paths_follow_environment(tmp_path, monkeypatch):
 
 def test_repo_root_holds_notebooks(repo_root):
     assert config.repo_root() == repo_root
-    assert config.data_dir() == repo_root / "data"
+    assert config.data_dir() == repo_root / "src" / "course_utils" / "course_data"
+
+
+def test_the_installed_package_carries_the_course_data(repo_root, tmp_path):
+    """Colab pip-installs the package from git, without the checkout: notebook 05's knowledge
+    base and question set must travel inside the wheel."""
+    import subprocess
+    import sys
+    import zipfile
+
+    import shutil
+
+    # Built from a copy: setuptools reuses the files an earlier build left in build/lib.
+    source = tmp_path / "checkout"
+    shutil.copytree(repo_root / "src", source / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo_root / name, source / name)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "wheels"), str(source)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (wheel,) = (tmp_path / "wheels").glob("course_utils-*.whl")
+    shipped = set(zipfile.ZipFile(wheel).namelist())
+    data = config.data_dir()
+    expected = {f"course_utils/course_data/{p.relative_to(data).as_posix()}" for p in data.rglob("*") if p.is_file()}
+    assert len(expected) > 20 and "course_utils/course_data/rag_questions.jsonl" in expected
+    assert expected <= shipped, sorted(expected - shipped)[:5]
 
 
 def test_full_fine_tune_model_fits_the_profile():

@@ -414,7 +414,7 @@ class FeeArgs(BaseModel):
 
 
 def seller_earnings(price: float, relay_plus: bool = False) -> dict:
-    """Relay Market's fee rules (data/knowledge_base/policy-selling-fees.md) as a function."""
+    """Relay Market's fee rules (course_data/knowledge_base/policy-selling-fees.md) as a function."""
     rate = 0.08 if relay_plus else 0.10
     selling_fee = max(1.0, round(price * rate, 2))
     processing_fee = round(price * 0.029 + 0.50, 2)

@@ -367,8 +367,9 @@ def cache_dir() -> Path:
 
 
 def data_dir() -> Path:
-    """Small data the project writes and ships, such as the RAG knowledge base."""
-    return repo_root() / "data"
+    """Small data the course writes itself and ships inside the package (the RAG knowledge base
+    and its question set), so a pip install from git, as on Colab, has it too."""
+    return Path(__file__).resolve().parent / "course_data"
 
 
 def results_dir() -> Path:

@@ -11,7 +11,7 @@ The pipeline, one function per step:
           -> RagChain (LangChain: retrieve, prompt, chat model, parse)  ->  answer + sources
 
 plus `evaluate_retrieval()` (hit rate at k, mean reciprocal rank) on the question set
-in data/rag_questions.jsonl, and `project_2d()` / `plot_vector_map()` for a 2-D map.
+in course_data/rag_questions.jsonl, and `project_2d()` / `plot_vector_map()` for a 2-D map.
 
 Bad input fails early with a message that names the problem: a missing or empty
 folder (`KnowledgeBaseError`), a file that cannot be parsed (`DocumentParseError`), a
