@@ -89,7 +89,7 @@ def store(tmp_path_factory):
 
 def test_rag_pricer_counts_fallbacks_and_clips(store):
     backend = CannedBackend(["$25", "no idea", "$1000"])
-    pricer = RAGPricer(store, backend=backend, k=2)
+    pricer = RAGPricer(store, backend=backend, k=2, use_cache=False)
     prices = pricer.price_many(
         [ITEM, Item(id="a", title="PS4 controller black", price=30), Item(id="b", title="Levi denim jacket", price=28)],
         progress=False,
@@ -106,6 +106,19 @@ def test_rag_pricer_counts_fallbacks_and_clips(store):
     assert backend.prompts[0][1]["temperature"] == 0.0
     pricer.reset_stats()
     assert pricer.stats()["answers"] == 0
+
+
+def test_rag_pricer_answers_come_from_the_response_cache_the_second_time(store, tmp_path):
+    from course_utils.cache import ResponseCache
+
+    backend = CannedBackend(["$25", "$31"])
+    backend.model = "canned"
+    cache = ResponseCache(tmp_path / "responses.sqlite")
+    first = RAGPricer(store, backend=backend, k=2, cache=cache)
+    assert first(ITEM) == 25.0 and len(backend.prompts) == 1
+    again = RAGPricer(store, backend=backend, k=2, cache=ResponseCache(tmp_path / "responses.sqlite"))
+    assert again(ITEM) == 25.0 and len(backend.prompts) == 1  # a new pricer, a new connection: still no call
+    assert again(Item(id="d", title="Xbox controller", price=30)) == 31.0 and len(backend.prompts) == 2
 
 
 @pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed")

@@ -115,6 +115,8 @@ class RAGPricer:
         k: int = 5,
         max_tokens: int = 8,
         clip: bool = True,
+        use_cache: bool = True,
+        cache=None,
     ):
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
@@ -123,6 +125,8 @@ class RAGPricer:
         self.k = k
         self.max_tokens = max_tokens
         self.clip = clip
+        self.use_cache = use_cache
+        self.cache = cache  # a cache.ResponseCache; None means the course's default one
         self.answers: list[RAGAnswer] = []
 
     @property
@@ -134,8 +138,15 @@ class RAGPricer:
         return self._backend
 
     def ask(self, item: Item, neighbours: Sequence[Neighbour]) -> str:
-        """The model's raw answer for an item, greedy and short."""
-        return self.backend.chat(build_messages(item, neighbours), max_tokens=self.max_tokens, temperature=0.0)
+        """The model's raw answer for an item, greedy and short; through the response cache
+        (as every chat pricer of the course), so a re-run of notebook 11 asks nothing twice."""
+        messages = build_messages(item, neighbours)
+        params = {"max_tokens": self.max_tokens, "temperature": 0.0}
+        if not self.use_cache:
+            return self.backend.chat(messages, **params)
+        from .cache import cached_chat
+
+        return cached_chat(self.backend, messages, cache=self.cache, **params)
 
     def answer(self, item: Item, neighbours: Sequence[Neighbour] | None = None) -> RAGAnswer:
         neighbours = list(neighbours) if neighbours is not None else self.store.similar(item, self.k)
