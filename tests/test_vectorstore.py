@@ -77,6 +77,14 @@ def test_similar_many_matches_similar(store):
     assert many[1][0].id == record_id(LISTINGS[5])
 
 
+def test_a_metadata_filter_narrows_the_neighbours(store):
+    query = Item(id="q", title="Apple iPhone 7 unlocked cell phone", categories=("Electronics",), price=120)
+    others = store.similar(query, k=3, where={"category": {"$ne": "Electronics"}})
+    assert others and all(n.category != "Electronics" for n in others)
+    cheap = store.similar_many([query], k=3, where={"price": {"$lt": 150}})[0]
+    assert cheap and all(n.price < 150 for n in cheap)
+
+
 def test_k_larger_than_store_is_capped(store):
     assert len(store.similar(LISTINGS[0], k=50)) == len(LISTINGS)
     with pytest.raises(ValueError, match="k must be at least 1"):

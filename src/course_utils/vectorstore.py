@@ -187,8 +187,12 @@ class ProductStore:
                 f"the product store at {self.path} is empty: call add_items(train_items) first (notebook 11 does)"
             )
 
-    def similar_to_vectors(self, vectors: np.ndarray, k: int = 5) -> list[list[Neighbour]]:
-        """The k nearest stored listings of each query vector, most similar first."""
+    def similar_to_vectors(self, vectors: np.ndarray, k: int = 5, where: dict | None = None) -> list[list[Neighbour]]:
+        """The k nearest stored listings of each query vector, most similar first.
+
+        `where` filters on the stored metadata with Chroma's syntax, e.g. {"category": "Electronics"}
+        or {"price": {"$lt": 50}}; a filter that leaves fewer than k listings returns fewer.
+        """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         self._check_not_empty()
@@ -196,7 +200,7 @@ class ProductStore:
         out: list[list[Neighbour]] = []
         for chunk in _batches(np.asarray(vectors, dtype=np.float32), 256):
             result = self.collection.query(
-                query_embeddings=chunk, n_results=k, include=["metadatas", "distances", "documents"]
+                query_embeddings=chunk, n_results=k, where=where, include=["metadatas", "distances", "documents"]
             )
             for ids, metas, dists, docs in zip(
                 result["ids"], result["metadatas"], result["distances"], result["documents"]
@@ -216,13 +220,15 @@ class ProductStore:
                 )
         return out
 
-    def similar(self, item: Item, k: int = 5) -> list[Neighbour]:
-        """The k stored listings most similar to `item`, most similar first."""
-        return self.similar_to_vectors(self.embed_items([item]), k)[0]
+    def similar(self, item: Item, k: int = 5, where: dict | None = None) -> list[Neighbour]:
+        """The k stored listings most similar to `item`, most similar first (`where`: a metadata filter)."""
+        return self.similar_to_vectors(self.embed_items([item]), k, where)[0]
 
-    def similar_many(self, items: Sequence[Item], k: int = 5, progress: bool = False) -> list[list[Neighbour]]:
+    def similar_many(
+        self, items: Sequence[Item], k: int = 5, progress: bool = False, where: dict | None = None
+    ) -> list[list[Neighbour]]:
         """Neighbours for many items at once: one embedding pass, batched queries."""
-        return self.similar_to_vectors(self.embed_items(items, progress=progress), k)
+        return self.similar_to_vectors(self.embed_items(items, progress=progress), k, where)
 
     def training_matrix(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """Every stored embedding, its price and category: training data for a model on vectors.
