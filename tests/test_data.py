@@ -298,3 +298,20 @@ def test_eval_and_ensemble_sets_are_fixed_slices(small_profile, monkeypatch):
     assert [it.id for it in data.split_items("baseline_val", small_profile)] == [it.id for it in stack]
     with pytest.raises(ValueError):
         data.split_items("holdout", small_profile)
+
+
+def test_load_items_reads_the_source_the_profile_names(monkeypatch):
+    """Notebook 06 shows the data the splits are made from: Mercari offline, Amazon on colab/gpu."""
+    calls = []
+    monkeypatch.setattr(data, "load_mercari", lambda profile: calls.append(("mercari", profile.name)) or ([], data.CurationReport(source="mercari")))
+
+    def fake_amazon(category, profile, limit=None):
+        calls.append(("amazon", category))
+        return [Item(id=f"{category}-1", title="x", categories=(category,), price=10.0)], data.CurationReport(source=category)
+
+    monkeypatch.setattr(data, "load_amazon", fake_amazon)
+    assert data.load_items(config.get_profile("offline"))[0] == [] and calls == [("mercari", "offline")]
+    calls.clear()
+    items, report = data.load_items(config.get_profile("gpu"))
+    assert [c[0] for c in calls] == ["amazon"] * len(data.AMAZON_CATEGORIES)
+    assert len(items) == len(data.AMAZON_CATEGORIES) and report.source == "amazon reviews 2023"

@@ -571,7 +571,10 @@ def data_version(
     return f"{inputs['source']['name']}-{digest}"
 
 
-def _load_source(profile: config.Profile) -> tuple[list[Item], CurationReport]:
+def load_items(profile: config.Profile | None = None) -> tuple[list[Item], CurationReport]:
+    """The profile's curated listings and their report: Mercari offline, Amazon product
+    metadata (from the Hub) on the colab and gpu profiles."""
+    profile = profile or config.get_profile()
     if profile.price_data == "mercari":
         return load_mercari(profile)
     per_category = math.ceil(profile.size("items_total") * 1.1 / len(AMAZON_CATEGORIES))
@@ -659,7 +662,7 @@ def load_splits(
         report = CurationReport.from_dict(json.loads(report_path.read_text()))
         splits = Splits(parts["train"], parts["val"], parts["test"], version, report)
     else:
-        items, report = _load_source(profile)
+        items, report = load_items(profile)
         if price_range:
             items = filter_price_range(items, price_range[0], price_range[1], report)
         if max_category_share:

@@ -5,7 +5,7 @@
   `reconstruction_error` to see what each loses;
 - `perplexity_hf` (any transformers causal LM, bitsandbytes included) and
   `perplexity_llama_cpp` (a GGUF run by llama.cpp) scored on the *same token ids*;
-- `gguf_summary` / `gguf_tensor_types`: what a GGUF file says about itself.
+- `gguf_metadata` / `gguf_tensor_types` / `gguf_tensors`: what a GGUF file says about itself.
 """
 
 from __future__ import annotations
