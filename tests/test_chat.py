@@ -206,6 +206,15 @@ def test_parse_category_takes_the_first_mention():
     assert chat.parse_category("no idea") is None
 
 
+def test_parse_category_counts_whole_words_only():
+    """A reply that merely echoes the title must not count as naming a category."""
+    assert chat.parse_category("Mother's day mug, hand painted") is None  # not "Other"
+    assert chat.parse_category("Women's skinny jeans") == "Women"  # not "Men"
+    assert chat.parse_category("Homecoming dress") is None  # not "Home"
+    assert chat.parse_category("Category: Men.") == "Men"
+    assert chat.parse_category("other") == "Other"
+
+
 # --- against the real local llama.cpp server ---------------------------------------------
 @pytest.fixture(scope="module")
 def local_backend():

@@ -30,6 +30,7 @@ Tool calling
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
@@ -508,10 +509,21 @@ def sample_listings(n: int, seed: int = 42, exclude: Sequence[str] = ()) -> list
     return [{"title": r.name, "category": r.category, "price": float(r.price)} for r in rows.itertuples()]
 
 
+def _whole_word(name: str) -> re.Pattern:
+    return re.compile(r"(?<![a-z])" + re.escape(name.lower()) + r"(?![a-z])")
+
+
+_CATEGORY_PATTERNS = {c: _whole_word(c) for c in CATEGORIES}
+
+
 def parse_category(reply: str) -> str | None:
-    """The category a reply names (the earliest mention wins), or None."""
+    """The category a reply names as a whole word (the earliest mention wins), or None.
+
+    Whole words only, so a reply that echoes the title does not count as an answer by
+    accident: "Mother's day mug" names no category, "Women's jeans" names Women, not Men.
+    """
     text = reply.lower()
-    found = [(text.find(c.lower()), c) for c in CATEGORIES if c.lower() in text]
+    found = [(m.start(), c) for c, pattern in _CATEGORY_PATTERNS.items() if (m := pattern.search(text))]
     return min(found)[1] if found else None
 
 
