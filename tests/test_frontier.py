@@ -1,5 +1,7 @@
 """Chat pricers: prompts, few-shot examples, structured-output requests and answer reading."""
 
+import json
+
 import pytest
 
 from course_utils import frontier
@@ -70,3 +72,20 @@ def test_bad_styles_are_clear_errors():
         frontier.ChatPricer(Backend([]), "telepathy")
     with pytest.raises(ValueError, match="examples"):
         frontier.ChatPricer(Backend([]), "few-shot")
+
+
+def test_a_fine_tuned_model_is_asked_with_the_chat_it_was_trained_on(tmp_path):
+    from openai import OpenAI
+
+    from course_utils import finetune
+
+    train = items(3)
+    path = finetune.write_jsonl(train, tmp_path / "train.jsonl")
+    trained_on = [row["messages"] for row in finetune.read_jsonl(path)]
+    backend = Backend(["Price is $5.00"] * 3)
+    pricer = frontier.ChatPricer(backend, "fine-tuned", fallback=17.0, use_cache=False)
+    assert [pricer(it) for it in train] == [5.0] * 3
+    assert [call[0] for call in backend.calls] == [messages[:-1] for messages in trained_on]  # the answer left out
+    assert frontier.INSTRUCTION not in json.dumps([call[0] for call in backend.calls])
+    tuned = finetune.fine_tuned_backend(OpenAI(api_key="sk-test-not-used"), "ft:gpt-4o-mini:course:pricer:abc")
+    assert (tuned.kind, tuned.model, tuned.base_url) == ("openai", "ft:gpt-4o-mini:course:pricer:abc", "https://api.openai.com/v1")

@@ -213,6 +213,13 @@ def openai_client():
     return OpenAI(api_key=key)
 
 
+def fine_tuned_backend(client, model: str):
+    """A chat back end for a model an OpenAI fine-tuning job made (`job.fine_tuned_model`)."""
+    from .llm import ChatBackend
+
+    return ChatBackend(client, model, "openai", str(client.base_url).rstrip("/"))
+
+
 def start_openai_job(client, train_path, val_path, model: str = DEFAULT_OPENAI_BASE, epochs: int = 1, suffix: str = "pricer", seed: int = 42):
     """Upload both files and create a supervised fine-tuning job; returns the job object."""
     with open(train_path, "rb") as handle:

@@ -17,7 +17,7 @@ from typing import Sequence
 
 from pydantic import BaseModel, Field, ValidationError
 
-from .finetune import SYSTEM_PROMPT, answer, user_prompt
+from .finetune import SYSTEM_PROMPT, answer, chat_messages, user_prompt
 from .items import Item
 from .prices import parse_price
 
@@ -94,12 +94,17 @@ def median_price(items: Sequence[Item]) -> float:
     return float(statistics.median(it.price for it in items))
 
 
+# zero-shot, few-shot and structured prompt a general chat model; "fine-tuned" asks a model
+# fine-tuned on finetune.write_jsonl's files with the very chat it was trained on.
+STYLES = ("zero-shot", "few-shot", "structured", "fine-tuned")
+
+
 @dataclass
 class ChatPricer:
     """An Item -> float pricer over a chat back end; keeps every raw answer for inspection."""
 
     backend: object
-    style: str = "zero-shot"  # "zero-shot", "few-shot" or "structured"
+    style: str = "zero-shot"  # one of STYLES
     fallback: float = 20.0
     examples: Sequence[Item] = ()
     max_tokens: int = 16
@@ -108,12 +113,14 @@ class ChatPricer:
     failures: list[str] = field(default_factory=list)
 
     def __post_init__(self):
-        if self.style not in ("zero-shot", "few-shot", "structured"):
-            raise ValueError(f"style must be zero-shot, few-shot or structured, got {self.style!r}")
+        if self.style not in STYLES:
+            raise ValueError(f"style must be one of {', '.join(STYLES)}; got {self.style!r}")
         if self.style == "few-shot" and not self.examples:
             raise ValueError("few-shot pricing needs examples: pass examples=pick_examples(train, k)")
 
     def messages(self, item: Item) -> list[dict]:
+        if self.style == "fine-tuned":  # exactly the chat it was trained on, without the answer
+            return chat_messages(item, with_answer=False)
         if self.style == "few-shot":
             return few_shot_messages(item, self.examples)
         if self.style == "structured":
