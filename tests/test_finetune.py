@@ -257,3 +257,22 @@ def test_base_model_loads_at_the_fine_tuned_models_precision(monkeypatch):
     finetune.load_base(config.get_profile("ci"))
     finetune.load_base(config.get_profile("gpu"))
     assert calls == [("base_model", None), ("base_model", "4bit")]  # offline merges into fp32; GPU profiles stay 4-bit
+
+
+def test_notebooks_08_and_09_fine_tune_on_the_same_profile_sized_files(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("COURSE_RESULTS", str(tmp_path))
+    profile = config.get_profile("ci")
+    splits = SimpleNamespace(
+        train=[Item(id=f"t{i}", title=f"Train {i}", price=10 + i) for i in range(200)],
+        val=[Item(id=f"v{i}", title=f"Val {i}", price=5 + i) for i in range(50)],
+    )
+    train, val = finetune.course_finetune_items(splits, profile)
+    assert len(train) == profile.size("sft_train_items") and len(val) == max(8, len(train) // 10)
+    train_path, val_path = finetune.write_course_files(splits, profile)
+    assert train_path.parent == profile.work_dir / "finetune"
+    assert [json.loads(line)["messages"][1] for line in train_path.read_text().splitlines()] == [
+        finetune.chat_messages(it)[1] for it in train
+    ]
+    assert len(val_path.read_text().splitlines()) == len(val)

@@ -69,6 +69,20 @@ def write_finetune_files(train: Sequence[Item], val: Sequence[Item], folder: str
     return write_jsonl(train, folder / "train.jsonl"), write_jsonl(val, folder / "validation.jsonl")
 
 
+def course_finetune_items(splits, profile: config.Profile | None = None) -> tuple[list[Item], list[Item]]:
+    """What notebooks 08 and 09 fine-tune on: the first `sft_train_items` training items, and a
+    tenth as many validation items (at least 8) for the validation file."""
+    profile = profile or config.get_profile()
+    n_train = profile.size("sft_train_items")
+    return list(splits.train[:n_train]), list(splits.val[: max(8, n_train // 10)])
+
+
+def write_course_files(splits, profile: config.Profile | None = None) -> tuple[Path, Path]:
+    """train.jsonl and validation.jsonl of `course_finetune_items`, in the profile's finetune folder."""
+    profile = profile or config.get_profile()
+    return write_finetune_files(*course_finetune_items(splits, profile), profile.work_dir / "finetune")
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     rows = []
     with open(path, encoding="utf-8") as handle:
