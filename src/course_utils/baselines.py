@@ -24,7 +24,7 @@ import hashlib
 import re
 import time
 import zlib
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -646,6 +646,38 @@ def result_extra(model: Baseline) -> dict:
     combines others (the stack), which ensemble.rivals must not count as a single model.
     """
     return {"kind": "baseline", "best_baseline": model.name == BEST_BASELINE, "blend": isinstance(model, LogAverageEnsemble)}
+
+
+def train_and_score(models: Sequence[Baseline], train: Sequence[Item], scored_on: Mapping[str, Sequence[Item]], profile=None, progress: bool = True):
+    """Fit each baseline on `train`, score it on every split of `scored_on` ({split: items})
+    into the results store, and return one row per model: RMSLE, MAE and hit rate per split,
+    and the seconds it took to train, best first on the first split.
+
+    Models that share one ListingFeatures reuse its fit: the first of them to train pays for
+    it. The stack's time is its members' (already trained) plus fitting its weights.
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from .evaluation import score
+
+    rows = []
+    for model in tqdm(models, desc="baselines", disable=not progress):
+        model.fit(train)
+        train_s = model.train_seconds
+        if isinstance(model, LogAverageEnsemble):
+            train_s += sum(m.train_seconds for m in model.members)
+        for split, items in scored_on.items():
+            start = time.perf_counter()
+            predictions = model.predict(items)
+            timings = {"train_s": round(train_s, 2), "predict_s": round(time.perf_counter() - start, 3)}
+            r = score(model.name, items, predictions, profile, split=split, extra=result_extra(model), timings=timings)
+            rows.append({"model": model.name, "split": split, "rmsle": r.rmsle, "mae": r.mae, "hit_rate": r.hit_rate, "train_s": train_s})
+    long = pd.DataFrame(rows)
+    table = long.pivot(index="model", columns="split", values=["rmsle", "mae", "hit_rate"]).round(3)
+    table.columns = [f"{metric} ({split})" for metric, split in table.columns]
+    table["train_s"] = long.groupby("model").train_s.first().round(1)
+    return table.sort_values(f"rmsle ({next(iter(scored_on))})")
 
 
 def all_baselines(seed: int = 42, holdout: Sequence[Item] | None = None) -> list[Baseline]:
