@@ -256,18 +256,20 @@ def small_profile(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_RESULTS", str(tmp_path))
     base = config.get_profile("ci")
     sizes = {**base.sizes, "items_total": 800, "test_items": 200, "val_items": 100, "eval_items": 50, "ensemble_val_items": 40}
-    data._SPLITS_MEMO.clear()
+    data.forget_loaded_splits()
     yield replace(base, name="unit", sizes=sizes)
-    data._SPLITS_MEMO.clear()
+    data.forget_loaded_splits()
 
 
 def test_load_splits_is_cached_on_disk_and_reused(small_profile):
+    assert not data.splits_on_disk(small_profile, with_prompt=False)
     splits = data.load_splits(small_profile, with_prompt=False)
+    assert data.splits_on_disk(small_profile, with_prompt=False) and not data.splits_on_disk(small_profile)
     assert splits.sizes() == {"train": 500, "val": 100, "test": 200}
     path = data.splits_cache_path(small_profile, splits.data_version)
     assert path.is_file() and not list(path.parent.glob(".*"))  # no temp files left behind
     mtime = path.stat().st_mtime_ns
-    data._SPLITS_MEMO.clear()
+    data.forget_loaded_splits()
     again = data.load_splits(small_profile, with_prompt=False)
     assert path.stat().st_mtime_ns == mtime  # read, not rewritten
     assert [it.id for it in again.test] == [it.id for it in splits.test]

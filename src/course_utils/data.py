@@ -635,6 +635,18 @@ def splits_cache_path(profile: config.Profile, version: str) -> Path:
     return profile.work_dir / "splits" / f"{version}.parquet"
 
 
+def splits_on_disk(profile: config.Profile | None = None, **options) -> bool:
+    """Whether `load_splits(profile, **options)` will read its disk cache rather than build the splits."""
+    profile = profile or config.get_profile()
+    path = splits_cache_path(profile, data_version(profile, **options))
+    return path.is_file() and path.with_suffix(".report.json").is_file()
+
+
+def forget_loaded_splits() -> None:
+    """Drop the splits this process holds in memory: the next `load_splits` reads the disk cache."""
+    _SPLITS_MEMO.clear()
+
+
 def load_splits(
     profile: config.Profile | None = None,
     price_range: tuple[float | None, float | None] | None = None,
