@@ -127,3 +127,25 @@ def test_llama_cpp_perplexity_matches_transformers_on_the_same_ids(gguf_file):
     # Same Q4_1 weights; llama.cpp also quantizes activations for the matmuls, so close, not equal.
     assert math.isfinite(cpp)
     assert cpp == pytest.approx(hf, rel=0.15)
+
+
+def test_variant_tables_label_full_precision_by_dtype_and_check_the_order(monkeypatch):
+    from course_utils import models
+
+    assert [Q.dtype_label(d) for d in (torch.float32, torch.float16, torch.bfloat16, torch.int8)] == ["fp32", "fp16", "bf16", "int8"]
+
+    class Fake:
+        def __init__(self, mb, dtype=torch.float32):
+            self.mb, self.dtype = mb, dtype
+
+        def get_memory_footprint(self):
+            return self.mb * 1e6
+
+    monkeypatch.setattr(models, "bitsandbytes_status", lambda: "unavailable: no build for this machine")
+    variants, seconds = Q.load_variants(Fake(500, torch.bfloat16))
+    assert list(variants) == ["bf16"] and seconds == {}
+    table = Q.footprint_table({"bf16": Fake(500), "8-bit": Fake(300)}, {"8-bit": 1.5})
+    assert table.loc["8-bit", "vs full precision"] == 0.6 and table.loc["8-bit", "load s"] == 1.5
+    lines = Q.ordering_check({"fp32": 10.0, "8-bit": 9.9, "4-bit NF4 + double quant": 11.0}, ["fp32", "8-bit", "4-bit NF4 + double quant", "absent"], 256)
+    assert lines[0].startswith("inversion: fp32") and "1.0% above 8-bit" in lines[0] and "256 tokens" in lines[0]
+    assert lines[1].startswith("ok: 8-bit") and len(lines) == 2

@@ -312,3 +312,72 @@ __all__ = [
     "file_size_mb",
     "gigabytes",
 ]
+
+
+# --- bitsandbytes variants side by side ---------------------------------------------------
+# (load kind for models.load_causal_lm, label in notebook 03's tables)
+QUANTIZED_VARIANTS: tuple[tuple[str, str], ...] = (
+    ("8bit", "8-bit"),
+    ("4bit", "4-bit NF4 + double quant"),
+    ("4bit-nodq", "4-bit NF4"),
+)
+
+
+def dtype_label(dtype) -> str:
+    """'fp32', 'fp16' or 'bf16' for a torch dtype (what the full-precision row of a table is)."""
+    return {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, str(dtype).replace("torch.", ""))
+
+
+def load_variants(full_model, role: str = "chat_model", profile=None) -> tuple[dict, dict[str, float]]:
+    """The full-precision model (labelled by its dtype) plus every bitsandbytes variant that loads
+    here: ({label: model}, {label: seconds to load}). A variant that cannot load is reported and
+    left out, so the comparison goes on with what this machine can run."""
+    import time
+
+    from . import models
+
+    variants, seconds = {dtype_label(full_model.dtype): full_model}, {}
+    status = models.bitsandbytes_status()
+    if not status.startswith("ok"):
+        print(f"bitsandbytes: {status}. Only the full-precision model is compared; install a bitsandbytes build for this hardware to see the rest.")
+        return variants, seconds
+    for kind, label in QUANTIZED_VARIANTS:
+        start = time.perf_counter()
+        try:
+            variants[label] = models.load_causal_lm(role, profile, quantization=kind)
+            seconds[label] = time.perf_counter() - start
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            print(f"could not load {label}: the GPU ran out of memory holding {len(variants)} copies of the model at once; "
+                  "a smaller chat_model in the profile, or a bigger GPU, compares them all")  # fmt: skip
+        except Exception as exc:  # e.g. a GPU build of bitsandbytes on a CPU-only machine
+            print(f"could not load {label}: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+    return variants, seconds
+
+
+def footprint_table(variants: Mapping[str, object], load_seconds: Mapping[str, float]):
+    """Memory footprint (MB), load time and size relative to the first (full-precision) variant."""
+    import pandas as pd
+
+    table = pd.DataFrame(
+        {
+            "footprint MB": {k: m.get_memory_footprint() / 1e6 for k, m in variants.items()},
+            "load s": {k: load_seconds.get(k) for k in variants},
+        }
+    ).round(1)
+    table["vs full precision"] = (table["footprint MB"] / table["footprint MB"].iloc[0]).round(2)
+    return table
+
+
+def ordering_check(perplexity: Mapping[str, float], expected_order: Sequence[str], n_tokens: int) -> list[str]:
+    """One line per neighbouring pair of `expected_order` (best first) found in `perplexity`:
+    'ok' when the order holds, 'inversion' with its size when it does not."""
+    present = [k for k in expected_order if k in perplexity]
+    lines = []
+    for better, worse in zip(present, present[1:]):
+        if perplexity[better] <= perplexity[worse]:
+            lines.append(f"ok: {better} ({perplexity[better]:.2f}) <= {worse} ({perplexity[worse]:.2f})")
+        else:
+            gap = perplexity[better] / perplexity[worse] - 1
+            lines.append(f"inversion: {better} ({perplexity[better]:.2f}) is {gap:.1%} above {worse} ({perplexity[worse]:.2f}) on {n_tokens} tokens")
+    return lines
