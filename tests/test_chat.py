@@ -216,6 +216,23 @@ def test_parse_category_counts_whole_words_only():
 
 
 # --- against the real local llama.cpp server ---------------------------------------------
+def test_score_shots_sends_the_first_n_examples_and_scores_each_count(scripted):
+    listings = [{"title": "iPhone 7 case", "category": "Electronics"}, {"title": "Mother's day mug", "category": "Home"}]
+    examples = [{"title": "Lipstick set", "category": "Beauty"}, {"title": "Lego bricks", "category": "Kids"}]
+    # 0 shots: the second reply echoes the title; 1 shot: both answer, one right
+    server, backend = scripted(["Electronics", "Mother's day mug", "Electronics", "Kids"])
+    replies, scores = chat.score_shots(backend, listings, examples, shot_counts=(0, 1), progress=False)
+    assert scores.to_dict("records") == [
+        {"shots": 0, "accuracy": 0.5, "answered with a category": 0.5},
+        {"shots": 1, "accuracy": 0.5, "answered with a category": 1.0},
+    ]
+    assert list(replies["shots"]) == [0, 0, 1, 1] and replies["predicted"].isna().tolist() == [False, True, False, False]
+    sent = [len(r["messages"]) for r in server.requests]
+    assert sent == [2, 2, 4, 4]  # system + listing, then one example pair more
+    with pytest.raises(ValueError, match="3 shots"):
+        chat.score_shots(backend, listings, examples, shot_counts=(0, 3))
+
+
 @pytest.fixture(scope="module")
 def local_backend():
     pytest.importorskip("llama_cpp", reason="llama-cpp-python[server] is not installed")

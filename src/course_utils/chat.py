@@ -527,6 +527,29 @@ def parse_category(reply: str) -> str | None:
     return min(found)[1] if found else None
 
 
+def score_shots(backend, listings: Sequence[dict], examples: Sequence[dict], shot_counts: Sequence[int] = (0, 1, 3), progress: bool = True):
+    """Classify the same listings with each number of examples (the first n of `examples`).
+
+    Returns (replies, scores): one row per listing and shot count with the reply, and one row
+    per shot count with the accuracy and the share of replies that named a category at all.
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    if max(shot_counts) > len(examples):
+        raise ValueError(f"{max(shot_counts)} shots need as many examples; got {len(examples)}")
+    replies, scores = [], []
+    for shots in tqdm(shot_counts, desc="shots", disable=not progress):
+        rows = classify_listings(backend, listings, examples[:shots])
+        replies += [{"shots": shots, **r} for r in rows]
+        scores.append({
+            "shots": shots,
+            "accuracy": sum(r["correct"] for r in rows) / len(rows),
+            "answered with a category": sum(r["predicted"] is not None for r in rows) / len(rows),
+        })  # fmt: skip
+    return pd.DataFrame(replies), pd.DataFrame(scores)
+
+
 def classify_listings(backend, listings: Sequence[dict], examples: Sequence[dict] = (), **kwargs) -> list[dict]:
     """Ask for each listing's category with 0..n examples; one row per listing."""
     shots = [(ex["title"], ex["category"]) for ex in examples]

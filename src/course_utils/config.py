@@ -161,6 +161,9 @@ _OFFLINE_SIZES = {
     "bpe_vocab": 2_000,
     "classifier_items": 4_000,
     "zero_shot_items": 100,  # listings the chat model classifies by prompting (notebook 02)
+    "shot_items": 15,  # listings classified with 0, 1 and 3 examples (notebook 04)
+    "token_sample_items": 4_000,  # listings whose tokens notebook 06 counts for its histogram
+    "heldout_listings": 2_000,  # listings notebook 03 draws its perplexity text from
     "number_step": 1,  # notebook 01 tokenizes every number 0..100,000 in this step
 }
 _CI_SIZES = {
@@ -184,6 +187,9 @@ _CI_SIZES = {
     "bpe_vocab": 500,
     "classifier_items": 800,
     "zero_shot_items": 20,
+    "shot_items": 9,
+    "token_sample_items": 800,
+    "heldout_listings": 2_000,
     "number_step": 7,
 }
 _GPU_SIZES = {
