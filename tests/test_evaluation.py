@@ -101,6 +101,22 @@ def test_evaluate_calls_the_pricer_for_every_item(store):
     assert result.per_category().n_items.sum() == 30
 
 
+def test_score_timed_predicts_once_times_it_and_reads_extra_afterwards(store):
+    items, prices, _ = items_and_prices(20)
+    calls = []
+
+    def predict(batch):
+        calls.append(len(batch))
+        return [it.price for it in batch]
+
+    profile = config.get_profile("ci")
+    result = evaluation.score_timed("exact", items, predict, profile, extra=lambda: {"calls": len(calls)}, timings={"train_s": 1.5})
+    assert calls == [20] and result.rmsle == 0.0
+    assert result.extra == {"calls": 1}  # read after predicting
+    assert result.timings["train_s"] == 1.5 and result.timings["predict_s"] >= 0 and "ms_per_item" in result.timings
+    assert results.load_predictions("exact", "eval", profile) == pytest.approx(result.predictions)
+
+
 def test_plot_scatter_draws_every_point(store):
     import matplotlib
 

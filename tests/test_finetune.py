@@ -276,3 +276,19 @@ def test_notebooks_08_and_09_fine_tune_on_the_same_profile_sized_files(tmp_path,
         finetune.chat_messages(it)[1] for it in train
     ]
     assert len(val_path.read_text().splitlines()) == len(val)
+
+
+def test_an_interrupted_run_sums_up_like_one_run_without_its_warm_up_steps(tmp_path):
+    def part(steps, times, tokens, peak, losses):
+        logs = [{"step": s, "loss": loss} for s, loss in losses]
+        return finetune.TrainResult(steps, sum(times), times, tokens, peak, logs, tmp_path)
+
+    first = part(3, [5.0, 1.0, 1.0], 300, 900.0, [(1, 2.0), (3, 1.5)])
+    second = part(2, [4.0, 2.0], 200, 1200.0, [(5, 1.2)])
+    whole = finetune.run_table(first, second)
+    assert whole["steps"] == 5 and whole["wall time (s)"] == 13.0 and whole["tokens trained"] == 500
+    assert whole["seconds per step"] == round((1 + 1 + 2) / 3, 2)  # each part's first step left out
+    assert whole["tokens per second"] == round(500 / 13, 1) and whole["peak memory (MB)"] == 1200 and whole["final loss"] == 1.2
+    assert first.table() == finetune.run_table(first) and first.table()["seconds per step"] == 1.0
+    with pytest.raises(ValueError, match="no training runs"):
+        finetune.run_table()

@@ -20,7 +20,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -247,6 +247,28 @@ def score(
         results.record(name, metrics, profile=profile, split=split, data_version=version, timings=result.timings, extra=result.extra)
         results.save_predictions(name, split, result.predictions, profile=profile, data_version=version)
     return result
+
+
+def score_timed(
+    name: str,
+    items: Sequence[Item],
+    predict: Callable[[Sequence[Item]], Sequence[float]],
+    profile: config.Profile | None = None,
+    split: str = "eval",
+    extra: dict | Callable[[], dict] | None = None,
+    timings: dict | None = None,
+) -> EvalResult:
+    """Time `predict(items)` (one call for all of them), then `score` and store the predictions.
+
+    predict_s and ms_per_item join `timings`. `extra` may be a function, called after predicting,
+    for what the prediction itself counted (a RAG pricer's fallbacks, say).
+    """
+    started = time.perf_counter()
+    predictions = predict(items)
+    seconds = time.perf_counter() - started
+    timings = {**(timings or {}), "predict_s": round(seconds, 1), "ms_per_item": round(1000 * seconds / max(1, len(items)), 1)}
+    extra = extra() if callable(extra) else extra
+    return score(name, items, predictions, profile, split=split, extra=extra, timings=timings)
 
 
 def evaluate(

@@ -407,17 +407,29 @@ class TrainResult:
         return [(log["step"], log["loss"]) for log in self.logs if "loss" in log]
 
     def table(self) -> dict:
-        steady = self.step_times[1:] or self.step_times  # the first step includes warm-up work
-        mean = sum(steady) / len(steady) if steady else float("nan")
-        return {
-            "steps": self.steps,
-            "wall time (s)": round(self.seconds, 1),
-            "seconds per step": round(mean, 2),
-            "tokens trained": self.tokens,
-            "tokens per second": round(self.tokens / self.seconds, 1) if self.seconds else float("nan"),
-            "peak memory (MB)": round(self.peak_memory_mb),
-            "final loss": round(self.losses[-1][1], 4) if self.losses else float("nan"),
-        }
+        return run_table(self)
+
+
+def run_table(*parts: TrainResult) -> dict:
+    """What a run measured, as one row; several parts (a run interrupted and resumed) add up.
+
+    Each part's first step includes warm-up work, so it is left out of the seconds per step.
+    """
+    if not parts:
+        raise ValueError("no training runs to summarise")
+    steady = [t for part in parts for t in (part.step_times[1:] or part.step_times)]
+    seconds = sum(part.seconds for part in parts)
+    tokens = sum(part.tokens for part in parts)
+    losses = [loss for part in parts for loss in part.losses]
+    return {
+        "steps": sum(part.steps for part in parts),
+        "wall time (s)": round(seconds, 1),
+        "seconds per step": round(sum(steady) / len(steady), 2) if steady else float("nan"),
+        "tokens trained": tokens,
+        "tokens per second": round(tokens / seconds, 1) if seconds else float("nan"),
+        "peak memory (MB)": round(max(part.peak_memory_mb for part in parts)),
+        "final loss": round(losses[-1][1], 4) if losses else float("nan"),
+    }
 
 
 def _device_flags() -> dict:
