@@ -663,10 +663,10 @@ def train_and_score(models: Sequence[Baseline], train: Sequence[Item], scored_on
 
     rows = []
     for model in tqdm(models, desc="baselines", disable=not progress):
+        # a stack's own fit times only what it trains itself: add its members trained earlier
+        trained_before = [m for m in getattr(model, "members", ()) if getattr(m, "fitted", False)]
         model.fit(train)
-        train_s = model.train_seconds
-        if isinstance(model, LogAverageEnsemble):
-            train_s += sum(m.train_seconds for m in model.members)
+        train_s = model.train_seconds + sum(m.train_seconds for m in trained_before)
         for split, items in scored_on.items():
             start = time.perf_counter()
             predictions = model.predict(items)
