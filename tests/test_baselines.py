@@ -168,7 +168,7 @@ def test_train_and_score_stores_every_split_and_tables_them(split, holdout, tmp_
     assert list(table.index) == list(table.sort_values("rmsle (test)").index) and len(table) == 3
     assert {"rmsle (test)", "rmsle (eval)", "mae (test)", "hit_rate (eval)", "train_s"} <= set(table.columns)
     assert table.loc["stack of two", "train_s"] >= table.loc[ridge.name, "train_s"]  # members' time plus its weights
-    alone = B.LogAverageEnsemble([B.ConstantPricer("mean"), B.ConstantPricer("median")], holdout=holdout, name="fresh")
+    alone = B.LogAverageEnsemble([B.TfidfRidge(), B.ConstantPricer("median")], holdout=holdout, name="fresh")
     fresh = B.train_and_score([alone], train, {"eval": holdout[:50]}, profile, progress=False)
     assert fresh.loc["fresh", "train_s"] == round(alone.train_seconds, 1)  # members trained inside it: counted once
     for split_name, items in (("test", test), ("eval", holdout[:50])):
