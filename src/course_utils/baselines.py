@@ -659,7 +659,7 @@ def train_and_score(models: Sequence[Baseline], train: Sequence[Item], scored_on
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from .evaluation import score
+    from .evaluation import score_timed
 
     rows = []
     for model in tqdm(models, desc="baselines", disable=not progress):
@@ -668,10 +668,7 @@ def train_and_score(models: Sequence[Baseline], train: Sequence[Item], scored_on
         model.fit(train)
         train_s = model.train_seconds + sum(m.train_seconds for m in trained_before)
         for split, items in scored_on.items():
-            start = time.perf_counter()
-            predictions = model.predict(items)
-            timings = {"train_s": round(train_s, 2), "predict_s": round(time.perf_counter() - start, 3)}
-            r = score(model.name, items, predictions, profile, split=split, extra=result_extra(model), timings=timings)
+            r = score_timed(model.name, items, model.predict, profile, split, extra=result_extra(model), timings={"train_s": round(train_s, 2)})
             rows.append({"model": model.name, "split": split, "rmsle": r.rmsle, "mae": r.mae, "hit_rate": r.hit_rate, "train_s": train_s})
     long = pd.DataFrame(rows)
     table = long.pivot(index="model", columns="split", values=["rmsle", "mae", "hit_rate"]).round(3)

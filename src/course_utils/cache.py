@@ -187,6 +187,14 @@ def cached_chat(
     return text
 
 
+def ask_chat(backend, messages: list[dict], use_cache: bool = True, cache: ResponseCache | None = None, **params: Any) -> str:
+    """One chat completion for a pricer: through the response cache (`cached_chat`), or, with
+    `use_cache=False`, one direct call."""
+    if not use_cache:
+        return backend.chat(messages, **params)
+    return cached_chat(backend, messages, cache=cache, **params)
+
+
 _DEFAULT: ResponseCache | None = None
 
 

@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Mapping
 
 PROFILE_ENV = "COURSE_PROFILE"
+RESULTS_ENV = "COURSE_RESULTS"
 DEFAULT_PROFILE = "offline"
 
 
@@ -380,6 +381,6 @@ def data_dir() -> Path:
 
 def results_dir() -> Path:
     """Where metrics, leaderboards and learner-made artefacts go: $COURSE_RESULTS, else ./results."""
-    path = Path(os.environ.get("COURSE_RESULTS") or repo_root() / "results")
+    path = Path(os.environ.get(RESULTS_ENV) or repo_root() / "results")
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -635,11 +635,14 @@ def splits_cache_path(profile: config.Profile, version: str) -> Path:
     return profile.work_dir / "splits" / f"{version}.parquet"
 
 
+def _cache_complete(path: Path) -> bool:
+    return path.is_file() and path.with_suffix(".report.json").is_file()
+
+
 def splits_on_disk(profile: config.Profile | None = None, **options) -> bool:
     """Whether `load_splits(profile, **options)` will read its disk cache rather than build the splits."""
     profile = profile or config.get_profile()
-    path = splits_cache_path(profile, data_version(profile, **options))
-    return path.is_file() and path.with_suffix(".report.json").is_file()
+    return _cache_complete(splits_cache_path(profile, data_version(profile, **options)))
 
 
 def forget_loaded_splits() -> None:
@@ -667,7 +670,7 @@ def load_splits(
         return _SPLITS_MEMO[version]
     path = splits_cache_path(profile, version)
     report_path = path.with_suffix(".report.json")
-    if not refresh and path.is_file() and report_path.is_file():
+    if not refresh and _cache_complete(path):
         import pandas as pd
 
         parts = _frame_to_items(pd.read_parquet(path))

@@ -257,6 +257,7 @@ def score_timed(
     split: str = "eval",
     extra: dict | Callable[[], dict] | None = None,
     timings: dict | None = None,
+    store: bool = True,
 ) -> EvalResult:
     """Time `predict(items)` (one call for all of them), then `score` and store the predictions.
 
@@ -266,9 +267,9 @@ def score_timed(
     started = time.perf_counter()
     predictions = predict(items)
     seconds = time.perf_counter() - started
-    timings = {**(timings or {}), "predict_s": round(seconds, 1), "ms_per_item": round(1000 * seconds / max(1, len(items)), 1)}
+    timings = {**(timings or {}), "predict_s": round(seconds, 3), "ms_per_item": round(1000 * seconds / max(1, len(items)), 3)}
     extra = extra() if callable(extra) else extra
-    return score(name, items, predictions, profile, split=split, extra=extra, timings=timings)
+    return score(name, items, predictions, profile, split=split, extra=extra, store=store, timings=timings)
 
 
 def evaluate(
@@ -283,13 +284,10 @@ def evaluate(
     """Call `pricer` on every item (with a progress bar), then `score` the predictions."""
     from tqdm.auto import tqdm
 
-    predictions = []
-    start = time.perf_counter()
-    for item in tqdm(items, desc=f"pricing with {name}", leave=False):
-        predictions.append(pricer(item))
-    seconds = time.perf_counter() - start
-    timings = {"predict_s": round(seconds, 3), "ms_per_item": round(1000 * seconds / max(1, len(items)), 3)}
-    return score(name, items, predictions, profile=profile, split=split, extra=extra, store=store, timings=timings)
+    def price_each(batch):
+        return [pricer(item) for item in tqdm(batch, desc=f"pricing with {name}", leave=False)]
+
+    return score_timed(name, items, price_each, profile, split=split, extra=extra, store=store)
 
 
 def plot_scatter(result: EvalResult, ax=None, max_points: int = 5000):

@@ -132,14 +132,9 @@ class ChatPricer:
         if self.style == "structured":
             params["response_format"] = response_format(self.backend.kind)
             params["max_tokens"] = max(self.max_tokens, 32)
-        messages = self.messages(item)
-        if self.use_cache:
-            try:
-                from .cache import cached_chat
-            except ImportError:  # the cache module is optional
-                return self.backend.chat(messages, **params)
-            return cached_chat(self.backend, messages, **params)
-        return self.backend.chat(messages, **params)
+        from .cache import ask_chat
+
+        return ask_chat(self.backend, self.messages(item), use_cache=self.use_cache, **params)
 
     def read(self, text: str) -> float | None:
         if self.style == "structured":

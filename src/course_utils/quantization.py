@@ -289,31 +289,6 @@ def file_size_mb(path: str | os.PathLike) -> float:
     return Path(path).stat().st_size / 1e6
 
 
-__all__ = [
-    "BYTES_PER_PARAM",
-    "TRAINING_BYTES_PER_PARAM",
-    "MODEL_SIZES",
-    "memory_table",
-    "parameter_bytes",
-    "absmax_quantize",
-    "absmax_dequantize",
-    "zeropoint_quantize",
-    "zeropoint_dequantize",
-    "reconstruction_error",
-    "int8_comparison",
-    "heldout_token_ids",
-    "perplexity_hf",
-    "llama_cpp_status",
-    "perplexity_llama_cpp",
-    "QUANT_NAMES",
-    "gguf_metadata",
-    "gguf_tensor_types",
-    "gguf_tensors",
-    "file_size_mb",
-    "gigabytes",
-]
-
-
 # --- bitsandbytes variants side by side ---------------------------------------------------
 # (load kind for models.load_causal_lm, label in notebook 03's tables)
 QUANTIZED_VARIANTS: tuple[tuple[str, str], ...] = (
@@ -381,3 +356,33 @@ def ordering_check(perplexity: Mapping[str, float], expected_order: Sequence[str
             gap = perplexity[better] / perplexity[worse] - 1
             lines.append(f"inversion: {better} ({perplexity[better]:.2f}) is {gap:.1%} above {worse} ({perplexity[worse]:.2f}) on {n_tokens} tokens")
     return lines
+
+
+__all__ = [
+    "BYTES_PER_PARAM",
+    "TRAINING_BYTES_PER_PARAM",
+    "MODEL_SIZES",
+    "memory_table",
+    "parameter_bytes",
+    "absmax_quantize",
+    "absmax_dequantize",
+    "zeropoint_quantize",
+    "zeropoint_dequantize",
+    "reconstruction_error",
+    "int8_comparison",
+    "heldout_token_ids",
+    "perplexity_hf",
+    "llama_cpp_status",
+    "perplexity_llama_cpp",
+    "QUANT_NAMES",
+    "gguf_metadata",
+    "gguf_tensor_types",
+    "gguf_tensors",
+    "file_size_mb",
+    "gigabytes",
+    "QUANTIZED_VARIANTS",
+    "dtype_label",
+    "load_variants",
+    "footprint_table",
+    "ordering_check",
+]

@@ -140,13 +140,10 @@ class RAGPricer:
     def ask(self, item: Item, neighbours: Sequence[Neighbour]) -> str:
         """The model's raw answer for an item, greedy and short; through the response cache
         (as every chat pricer of the course), so a re-run of notebook 11 asks nothing twice."""
-        messages = build_messages(item, neighbours)
-        params = {"max_tokens": self.max_tokens, "temperature": 0.0}
-        if not self.use_cache:
-            return self.backend.chat(messages, **params)
-        from .cache import cached_chat
+        from .cache import ask_chat
 
-        return cached_chat(self.backend, messages, cache=self.cache, **params)
+        messages = build_messages(item, neighbours)
+        return ask_chat(self.backend, messages, self.use_cache, self.cache, max_tokens=self.max_tokens, temperature=0.0)
 
     def answer(self, item: Item, neighbours: Sequence[Neighbour] | None = None) -> RAGAnswer:
         neighbours = list(neighbours) if neighbours is not None else self.store.similar(item, self.k)

@@ -122,7 +122,6 @@ def quiet_library_noise() -> None:
 
 
 COLAB_DRIVE = Path("/content/drive/MyDrive")
-RESULTS_ENV = "COURSE_RESULTS"
 
 
 def use_drive_for_results(drive: Path | None = None) -> Path | None:
@@ -130,10 +129,10 @@ def use_drive_for_results(drive: Path | None = None) -> Path | None:
     predictions notebook 12 stacks would be gone by the next notebook. When Google Drive is
     mounted (and $COURSE_RESULTS is not set), results go to llm-course/results on it."""
     drive = drive or COLAB_DRIVE
-    if os.environ.get(RESULTS_ENV) or not drive.is_dir():
+    if os.environ.get(config.RESULTS_ENV) or not drive.is_dir():
         return None
     folder = drive / "llm-course" / "results"
-    os.environ[RESULTS_ENV] = str(folder)
+    os.environ[config.RESULTS_ENV] = str(folder)
     return folder
 
 
