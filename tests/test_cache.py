@@ -158,3 +158,12 @@ def test_cached_chat_calls_the_server_once(tmp_path):
     assert other == "reply 3"  # different params, different key
     assert len(server.requests) == 3
     assert store.stats() == {"entries": 2, "hits": 1, "misses": 2}
+
+
+def test_the_response_cache_file_can_be_set_apart(tmp_path, monkeypatch):
+    """make test points COURSE_RESPONSE_CACHE at a fresh file, so the tests really ask the server."""
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "course-cache"))
+    monkeypatch.delenv(cache.RESPONSE_CACHE_ENV, raising=False)
+    assert cache.ResponseCache().path == tmp_path / "course-cache" / "responses.sqlite"
+    monkeypatch.setenv(cache.RESPONSE_CACHE_ENV, str(tmp_path / "tests" / "responses.sqlite"))
+    assert cache.ResponseCache().path == tmp_path / "tests" / "responses.sqlite" and cache.ResponseCache().path.parent.is_dir()

@@ -263,3 +263,33 @@ def test_local_tool_loop_with_a_required_tool(local_backend):
     assert run.mode == "json" and run.tool_called
     assert run.steps[0].name == "seller_earnings" and "seller_earns" in run.steps[0].result
     assert run.steps[-1].kind == "answer"
+
+
+@pytest.mark.slow
+def test_chat_app_answers_through_its_own_api(local_backend):
+    """Notebook 04's app, launched for real and called the way the page calls it (gradio_client)."""
+    from gradio_client import Client
+
+    from course_utils import apps
+
+    app = apps.chat_app(local_backend, max_tokens=30)
+    url = apps.launch(app)
+    try:
+        client = Client(url, verbose=False)
+        reply = client.predict(message="Say hello in three words.", api_name="/chat")
+    finally:
+        apps.close(app)
+    assert url.startswith("http://127.0.0.1:")
+    assert isinstance(reply, str) and reply.strip(), f"empty reply: {reply!r}"
+    assert not reply.startswith("Error from"), reply  # the app turns a failure into this message
+
+
+def test_chat_app_shows_the_failure_in_the_chat(scripted):
+    """A back end that cannot answer gives a message naming it, not a bare Gradio 'Error'."""
+    from course_utils import apps
+
+    server, backend = scripted([])  # no scripted reply: the server fails the request
+    app = apps.chat_app(backend)
+    respond = app.fn
+    reply = "".join(respond("hi", []))
+    assert reply.startswith("Error from local: model scripted at http://127.0.0.1:"), reply

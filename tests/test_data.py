@@ -57,6 +57,36 @@ def test_parse_rows_counts_every_dropped_row_with_its_reason():
     assert table.loc[table.reason == "price not positive", "rows"].item() == 2
 
 
+def test_bad_codes_and_missing_ids_are_counted_drops_not_crashes():
+    rows = [
+        mercari_row(train_id=1, item_condition_id="new"),
+        mercari_row(train_id=2, shipping=float("nan"), item_condition_id=float("nan")),
+        mercari_row(train_id=3, shipping="yes"),
+        mercari_row(train_id=None),
+        mercari_row(train_id=5, item_condition_id=2.0, shipping=0),
+    ]
+    items, report = data.parse_rows(rows, data.parse_mercari_row, "fixture")
+    assert [it.id for it in items] == ["mercari-2", "mercari-5"]
+    assert items[0].condition is None and items[0].shipping_paid_by_seller is None  # missing stays unknown
+    assert items[1].condition == "Like new" and items[1].shipping_paid_by_seller is False
+    assert report.dropped == {"bad condition": 1, "bad shipping flag": 1, "no listing id": 1}
+
+
+def test_a_listings_file_without_an_id_column_is_named(tmp_path):
+    import pandas as pd
+
+    path = tmp_path / "listings.parquet"
+    pd.DataFrame([{k: v for k, v in mercari_row().items() if k != "train_id"}]).to_parquet(path)
+    with pytest.raises(data.DataSourceError, match=r"lacks the columns \['train_id \(or id\)'\]"):
+        data.load_mercari(path=path)
+
+
+def test_an_unknown_split_name_is_refused_before_any_work(monkeypatch):
+    monkeypatch.setattr(data, "load_splits", lambda *a, **k: pytest.fail("loaded the splits for a bad name"))
+    with pytest.raises(ValueError, match="unknown split 'validation'; use train, val, test, eval, ensemble_val, baseline_val"):
+        data.split_items("validation")
+
+
 def test_load_mercari_reads_the_real_package():
     items, report = data.load_mercari()
     assert report.rows_read == 100_000

@@ -95,3 +95,28 @@ def test_setup_refuses_a_full_disk_before_touching_anything(repo_root, tmp_path)
     assert result.returncode == 1
     assert "MB free on the disk holding" in result.stderr and "needs about 1000000 GB" in result.stderr
     assert not (tmp_path / ".venv").exists()
+
+
+def _copy_setup(repo_root, tmp_path):
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "setup.sh").write_text((repo_root / "scripts" / "setup.sh").read_text())
+    (tmp_path / "pyproject.toml").write_text((repo_root / "pyproject.toml").read_text())
+
+
+def test_setup_names_an_unknown_mode(repo_root, tmp_path):
+    _copy_setup(repo_root, tmp_path)
+    result = subprocess.run(["bash", "scripts/setup.sh", "everything"], cwd=tmp_path, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
+    assert result.returncode == 2 and "unknown mode 'everything'; use course, dev or test" in result.stderr
+
+
+def test_setup_refuses_a_python_the_course_does_not_support(repo_root, tmp_path):
+    """A Python outside 3.11-3.13 is named before a venv is made (tomllib, used by setup, needs 3.11)."""
+    _copy_setup(repo_root, tmp_path)
+    fake = tmp_path / "python3.9"
+    fake.write_text("#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'Python 3.9.18'; exit 0; fi\nexit 1\n")
+    fake.chmod(0o755)
+    env = {"PATH": "/usr/bin:/bin", "PYTHON": str(fake), "COURSE_MIN_FREE_GB": "0"}
+    result = subprocess.run(["bash", "scripts/setup.sh"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "needs Python 3.11-3.13" in result.stderr and "Python 3.9.18" in result.stderr
+    assert not (tmp_path / ".venv").exists()

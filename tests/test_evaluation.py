@@ -86,6 +86,28 @@ def test_score_stores_metrics_and_predictions(store):
     assert str(result).startswith("noisy on eval (50 items)")
 
 
+def test_score_refuses_an_unknown_split_before_storing_anything(store):
+    items, _, preds = items_and_prices(5)
+    with pytest.raises(ValueError, match="unknown split 'evl'"):
+        evaluation.score("typo", items, preds, profile=config.get_profile("ci"), split="evl")
+    assert not (store / "predictions").exists() and results.leaderboard(config.get_profile("ci"), split="evl").empty
+
+
+def test_score_saves_predictions_before_it_records_the_metrics(store, monkeypatch):
+    """Stopped in between, the store never pairs new metrics with the previous run's predictions."""
+    items, _, preds = items_and_prices(5)
+    profile = config.get_profile("ci")
+    evaluation.score("m", items, [1.0] * 5, profile=profile)
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(results, "record", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        evaluation.score("m", items, preds, profile=profile)
+    assert results.load_predictions("m", "eval", profile)["t0"] == pytest.approx(preds[0])
+
+
 def test_evaluate_calls_the_pricer_for_every_item(store):
     items, prices, _ = items_and_prices(30)
     seen = []

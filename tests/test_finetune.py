@@ -194,6 +194,10 @@ def test_qlora_stops_resumes_and_saves(tmp_path, monkeypatch):
     assert first.steps == 1 and finetune.last_checkpoint(tmp_path / "ckpt").endswith("checkpoint-1")
     first.release()  # as after a crash: the stopped run's model and optimizer are gone
     assert first.trainer is None and first.table()["steps"] == 1
+    half = tmp_path / "ckpt" / "checkpoint-7"  # a save cut off by the crash: weights begun, no state file
+    half.mkdir()
+    (half / "adapter_model.safetensors").write_bytes(b"half")
+    assert finetune.last_checkpoint(tmp_path / "ckpt", show=lambda _: None).endswith("checkpoint-1")
     model = finetune.load_qlora_model(profile)
     second = finetune.train(model, tokenizer, dataset, args, resume=True)
     assert second.trainer.state.global_step == 2 and second.steps == 1 and second.tokens > 0
@@ -292,3 +296,143 @@ def test_an_interrupted_run_sums_up_like_one_run_without_its_warm_up_steps(tmp_p
     assert first.table() == finetune.run_table(first) and first.table()["seconds per step"] == 1.0
     with pytest.raises(ValueError, match="no training runs"):
         finetune.run_table()
+
+
+def test_last_checkpoint_skips_one_written_half_way(tmp_path):
+    said = []
+    assert finetune.last_checkpoint(tmp_path / "nothing") is None
+    for step, files in ((5, ("trainer_state.json", "adapter_model.safetensors")), (10, ("trainer_state.json", "model.safetensors")), (15, ("adapter_model.safetensors",)), (20, ())):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        for name in files:
+            (folder / name).write_text("x")
+    (tmp_path / "checkpoint-final").mkdir()  # not numbered: never a candidate
+    assert finetune.last_checkpoint(tmp_path, show=said.append) == str(tmp_path / "checkpoint-10")
+    assert [line.split(":")[0] for line in said] == ["skipping checkpoint-20", "skipping checkpoint-15"]
+    assert not finetune.checkpoint_complete(tmp_path / "checkpoint-15")
+
+
+def test_start_fresh_moves_an_earlier_run_aside(tmp_path):
+    said = []
+    out = tmp_path / "qlora-pricer"
+    assert finetune.start_fresh(out, show=said.append) == out and out.is_dir() and not said
+    (out / "checkpoint-3").mkdir()
+    (out / "checkpoint-3" / "trainer_state.json").write_text("{}")
+    finetune.start_fresh(out, show=said.append)
+    previous = tmp_path / "qlora-pricer-previous"
+    assert list(out.iterdir()) == [] and (previous / "checkpoint-3" / "trainer_state.json").is_file()
+    assert "moved to" in said[0] and "qlora-pricer-previous" in said[0]
+    (out / "stray.log").write_text("x")  # no checkpoints: emptied, the previous run stays put
+    finetune.start_fresh(out, show=said.append)
+    assert list(out.iterdir()) == [] and (previous / "checkpoint-3").is_dir() and len(said) == 1
+
+
+def test_openai_client_is_none_when_the_local_server_is_asked_for(monkeypatch):
+    monkeypatch.setattr("course_utils.secrets.get_secret", lambda name, required=False: "sk-" + "x" * 40)
+    monkeypatch.delenv("COURSE_BLOCK_NETWORK", raising=False)
+    monkeypatch.setenv("COURSE_LLM", "local")
+    assert finetune.openai_client() is None
+    monkeypatch.delenv("COURSE_LLM")
+    monkeypatch.setenv("COURSE_BLOCK_NETWORK", "1")  # make test: a key in .env must not start a paid job
+    assert finetune.openai_client() is None
+    monkeypatch.setenv("COURSE_BLOCK_NETWORK", "0")
+    assert finetune.openai_client() is not None
+
+
+def test_push_adapter_is_opt_in(monkeypatch):
+    pushed = []
+
+    class Model:
+        def push_to_hub(self, repo_id, token, private):
+            pushed.append((repo_id, private))
+
+    online = config.get_profile("colab")  # before a token is set: no Hub check for gated models
+    monkeypatch.setattr("course_utils.secrets.get_secret", lambda name, required=False: "hf_" + "x" * 30)
+    monkeypatch.delenv(finetune.HUB_REPO_ENV, raising=False)
+    monkeypatch.setattr(config, "get_profile", lambda name=None: online)
+    assert finetune.push_adapter(Model()) is None and not pushed  # no repo named: nothing published
+    with pytest.raises(ValueError, match="your-name/qlora-pricer"):
+        finetune.push_adapter(Model(), "just-a-name")
+    monkeypatch.setenv(finetune.HUB_REPO_ENV, "me/qlora-pricer")
+    assert finetune.push_adapter(Model()) == "https://huggingface.co/me/qlora-pricer"
+    assert pushed == [("me/qlora-pricer", True)]
+
+
+class FineTuningAPI:
+    """A scripted stand-in for OpenAI's files and fine-tuning endpoints, driven by the real openai client."""
+
+    def __init__(self):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.created = []
+        self.jobs = {}
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, payload):
+                data = json.dumps(payload).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _job(self, job_id):
+                job = outer.jobs[job_id]
+                return {"id": job_id, "object": "fine_tuning.job", "created_at": 0, "model": job["model"], "status": job["status"],
+                        "training_file": job["training_file"], "validation_file": None, "fine_tuned_model": None, "organization_id": "org",
+                        "result_files": [], "seed": 42, "hyperparameters": {"n_epochs": 1}, "error": None, "finished_at": None,
+                        "trained_tokens": None}  # fmt: skip
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.path.endswith("/files"):
+                    n = len(outer.created)
+                    outer.created.append("file")
+                    return self._send({"id": f"file-{n}", "object": "file", "bytes": len(body), "created_at": 0, "filename": "x.jsonl",
+                                       "purpose": "fine-tune", "status": "processed"})  # fmt: skip
+                request = json.loads(body)
+                job_id = f"ftjob-{len(outer.jobs)}"
+                outer.jobs[job_id] = {"model": request["model"], "status": "queued", "training_file": request["training_file"]}
+                outer.created.append(job_id)
+                return self._send(self._job(job_id))
+
+            def do_GET(self):
+                return self._send(self._job(self.path.rstrip("/").split("/")[-1]))
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def client(self):
+        import openai
+
+        return openai.OpenAI(base_url=f"http://127.0.0.1:{self.httpd.server_address[1]}/v1", api_key="x", max_retries=0)
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_rerun_follows_the_recorded_openai_job_instead_of_paying_for_another(tmp_path):
+    api = FineTuningAPI()
+    try:
+        client, said = api.client(), []
+        train = finetune.write_jsonl(make_items(3), tmp_path / "train.jsonl")
+        val = finetune.write_jsonl(make_items(2), tmp_path / "val.jsonl")
+        record = tmp_path / "results" / "openai_finetune_job.json"
+        job = finetune.openai_job(client, train, val, record, show=said.append)
+        assert job.id == "ftjob-0" and api.created == ["file", "file", "ftjob-0"]
+        assert json.loads(record.read_text())["job_id"] == "ftjob-0"
+        again = finetune.openai_job(client, train, val, record, show=said.append)  # the notebook run again
+        assert again.id == "ftjob-0" and len(api.created) == 3 and "reusing it" in said[-1]
+        api.jobs["ftjob-0"]["status"] = "failed"  # a failed job is not reused
+        third = finetune.openai_job(client, train, val, record, show=said.append)
+        assert third.id == "ftjob-1" and "ended failed" in said[-1]
+        finetune.write_jsonl(make_items(4), train)  # other training data: another job
+        assert finetune.openai_job(client, train, val, record, show=said.append).id == "ftjob-2"
+    finally:
+        api.close()

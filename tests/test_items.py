@@ -14,7 +14,7 @@ def make(**kw):
     return Item(**base)
 
 
-@pytest.mark.parametrize("value, expected", [(12, 12.0), ("$1,299.99", 1299.99), (" 7.5 ", 7.5), (0.01, 0.01)])
+@pytest.mark.parametrize("value, expected", [(12, 12.0), ("$1,299.99", 1299.99), (" 7.5 ", 7.5), (0.01, 0.01), ("1,000,000", 1e6)])
 def test_parse_listed_price_accepts_prices(value, expected):
     assert parse_listed_price(value) == pytest.approx(expected)
 
@@ -22,6 +22,13 @@ def test_parse_listed_price_accepts_prices(value, expected):
 @pytest.mark.parametrize("value", [None, "abc", 0, -3, "-2", math.nan, math.inf, True, "12.99 - 15.99"])
 def test_parse_listed_price_rejects_bad_prices(value):
     with pytest.raises(PriceError):
+        parse_listed_price(value)
+
+
+@pytest.mark.parametrize("value", ["12,99", "1,2,3", "1,,5", "12,3456"])
+def test_a_comma_that_does_not_separate_thousands_is_refused_not_dropped(value):
+    # removing it would turn a decimal comma ("12,99") into $1299
+    with pytest.raises(PriceError, match="commas may only separate thousands"):
         parse_listed_price(value)
 
 

@@ -142,8 +142,12 @@ def test_variant_tables_label_full_precision_by_dtype_and_check_the_order(monkey
             return self.mb * 1e6
 
     monkeypatch.setattr(models, "bitsandbytes_status", lambda: "unavailable: no build for this machine")
-    variants, seconds = Q.load_variants(Fake(500, torch.bfloat16))
+    from course_utils import config
+
+    variants, seconds = Q.load_variants(Fake(500, torch.bfloat16), profile=config.get_profile("offline"))
     assert list(variants) == ["bf16"] and seconds == {}
+    with pytest.raises(RuntimeError, match="bitsandbytes: unavailable"):  # under test, a missing variant fails
+        Q.load_variants(Fake(500), profile=config.get_profile("ci"))
     table = Q.footprint_table({"bf16": Fake(500), "8-bit": Fake(300)}, {"8-bit": 1.5})
     assert table.loc["8-bit", "vs full precision"] == 0.6 and table.loc["8-bit", "load s"] == 1.5
     lines = Q.ordering_check({"fp32": 10.0, "8-bit": 9.9, "4-bit NF4 + double quant": 11.0}, ["fp32", "8-bit", "4-bit NF4 + double quant", "absent"], 256)

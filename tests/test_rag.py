@@ -188,3 +188,10 @@ def test_vector_map_projects_to_two_dimensions(documents, embeddings):
         assert points.shape == (len(chunks), 2)
     with pytest.raises(ValueError, match="unknown projection"):
         rag.project_2d(vectors, "umap")
+
+
+def test_a_question_line_that_is_not_an_object_is_named(tmp_path):
+    path = tmp_path / "questions.jsonl"
+    path.write_text('{"question": "How long is shipping?", "source": "policy-shipping.md"}\n["q", "policy-shipping.md"]\n')
+    with pytest.raises(ValueError, match="questions.jsonl line 2: needs an object with 'question' and 'source'"):
+        rag.load_questions(path)

@@ -122,12 +122,22 @@ def test_rag_pricer_answers_come_from_the_response_cache_the_second_time(store, 
 
 
 @pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed")
-def test_rag_pricer_with_the_local_chat_model(store, clean_env):
+def test_rag_pricer_with_the_local_chat_model(store, clean_env, tmp_path):
+    from course_utils.cache import ResponseCache
     from course_utils.llm import get_backend
 
-    pricer = RAGPricer(store, backend=get_backend("local"), k=3)
+    cache = ResponseCache(tmp_path / "responses.sqlite")  # empty: the answer must come from the server
+    pricer = RAGPricer(store, backend=get_backend("local"), k=3, cache=cache)
     price = pricer(Item(id="c", title="Xbox controller", categories=("Electronics",), price=30))
-    assert 12.0 <= price <= 35.0  # within the neighbours' range, whatever the tiny model says
+    answer = pricer.answers[0]
+    assert cache.misses == 1 and cache.hits == 0
+    assert answer.raw.strip(), "the local server sent an empty answer"
+    assert [n.price for n in answer.neighbours] and len(answer.neighbours) == 3
+    # what the pricer made of the answer follows from the raw text, not from a fixed value
+    assert answer.fallback == (answer.parsed is None)
+    if not answer.fallback and not answer.clipped:
+        assert price == answer.parsed
+    assert 12.0 <= price <= 35.0  # within the neighbours' range
     assert pricer.stats()["answers"] == 1
 
 

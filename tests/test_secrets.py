@@ -11,6 +11,22 @@ def test_mask_never_reveals_the_middle():
     assert KEY[4:-4] not in masked
     assert secrets.mask("") == "(not set)" and secrets.mask(None) == "(not set)"
     assert secrets.mask("short") == "********"
+    assert secrets.mask("abcd-12345678-wxyz") == "********"  # 8 of 18 characters would be most of it
+
+
+def test_urls_are_printed_without_their_credentials():
+    assert secrets.mask_url("http://127.0.0.1:8080/v1") == "http://127.0.0.1:8080/v1"
+    masked = secrets.mask_url("https://me:s3cret-token@proxy.example/v1?api-key=abc123&region=eu")
+    assert masked == "https://me:********@proxy.example/v1?api-key=********&region=********"
+    assert "s3cret" not in masked and "abc123" not in masked
+    assert secrets.mask_url("https://tok3n@host/v1") == "https://********@host/v1"
+
+
+def test_a_backend_describes_itself_without_the_urls_secret():
+    from course_utils.llm import ChatBackend
+
+    backend = ChatBackend(None, "llama3.2", "base_url", "https://me:s3cret@proxy.example/v1")
+    assert backend.describe() == "base_url: model llama3.2 at https://me:********@proxy.example/v1"
 
 
 @pytest.mark.parametrize(

@@ -38,6 +38,22 @@ def test_first_cell_is_one_statement_per_line_and_guards_colab():
     assert lines[1] == "from course_utils import start; profile = start()"
 
 
+@pytest.mark.parametrize("value, wanted", [("1", True), ("true", True), (" YES ", True), ("0", False), ("", False), ("no", False)])
+def test_network_guard_setting_is_read_generously(monkeypatch, value, wanted):
+    from course_utils.start import network_guard_requested
+
+    monkeypatch.setenv("COURSE_BLOCK_NETWORK", value)
+    assert network_guard_requested() is wanted
+
+
+def test_a_network_guard_setting_it_cannot_read_is_an_error(monkeypatch):
+    from course_utils.start import network_guard_requested
+
+    monkeypatch.setenv("COURSE_BLOCK_NETWORK", "maybe")  # silently off would let a hub download through
+    with pytest.raises(ValueError, match="COURSE_BLOCK_NETWORK='maybe' must be 1"):
+        network_guard_requested()
+
+
 def test_network_guard_blocks_non_loopback_only(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", socket.socket.connect)
     monkeypatch.setattr(socket.socket, "connect_ex", socket.socket.connect_ex)

@@ -38,3 +38,33 @@ def test_folder_is_swapped_and_failure_keeps_the_old_one(tmp_path):
         atomic_write_dir(target, crash)
     assert (target / "weights.bin").read_text() == "v2"
     assert [p.name for p in tmp_path.iterdir()] == ["adapter"]
+
+
+def test_a_swap_cut_off_between_its_two_moves_is_undone(tmp_path):
+    """Killed after the old folder went aside and before the new one came in: the old one comes back."""
+    from course_utils.storage import restore_dir
+
+    target = tmp_path / "adapter"
+    aside = tmp_path / ".adapter-old"
+
+    def cut_off():  # what such a kill leaves: only the aside copy
+        aside.mkdir()
+        (aside / "weights.bin").write_text("v1")
+
+    cut_off()
+    assert restore_dir(target) == target
+    assert (target / "weights.bin").read_text() == "v1" and not aside.exists()
+    assert restore_dir(target) == target and (target / "weights.bin").read_text() == "v1"  # nothing to undo
+
+    # the next save finds the same state: it restores first, so v1 is still there if this save fails
+    target.rename(tmp_path / "gone")
+    cut_off()
+
+    def crash(tmp):
+        raise RuntimeError("kernel died")
+
+    with pytest.raises(RuntimeError):
+        atomic_write_dir(target, crash)
+    assert (target / "weights.bin").read_text() == "v1"
+    atomic_write_dir(target, lambda tmp: (tmp / "weights.bin").write_text("v2"))
+    assert (target / "weights.bin").read_text() == "v2" and not aside.exists()

@@ -4,7 +4,7 @@ Two things every notebook that calls an API wants:
 
 * **a cache**: the same model, messages and parameters give the same stored answer,
   so re-running a notebook costs nothing and shows the same text. Responses live in
-  one SQLite file (`config.cache_dir() / "responses.sqlite"` by default), keyed by a
+  one SQLite file (`config.cache_dir() / "responses.sqlite"`, or $COURSE_RESPONSE_CACHE), keyed by a
   SHA-256 of the request. Sampled answers (temperature > 0) are cached too: the
   key includes the parameters, and a re-run replays the first sample on purpose.
 * **retries**: rate limits (HTTP 429), timeouts and dropped connections are
@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import random
 import sqlite3
 import threading
@@ -119,11 +120,23 @@ def cache_key(model: str, messages: list[dict], params: dict | None = None) -> s
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+RESPONSE_CACHE_ENV = "COURSE_RESPONSE_CACHE"
+
+
+def default_cache_path() -> Path:
+    """$COURSE_RESPONSE_CACHE (a file), else responses.sqlite in the course cache folder.
+
+    `make test` points it at a fresh file, so the tests' chat calls reach the server every run.
+    """
+    value = os.environ.get(RESPONSE_CACHE_ENV, "").strip()
+    return Path(value).expanduser() if value else config.cache_dir() / "responses.sqlite"
+
+
 class ResponseCache:
     """Responses stored in one SQLite file, safe to share between threads and processes."""
 
     def __init__(self, path: str | Path | None = None):
-        self.path = Path(path) if path else config.cache_dir() / "responses.sqlite"
+        self.path = Path(path) if path else default_cache_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self.hits = 0

@@ -366,11 +366,28 @@ def repo_root() -> Path:
     return cwd.parent if cwd.name == "notebooks" else cwd
 
 
-def cache_dir() -> Path:
-    """Converted models and split caches: $COURSE_CACHE, else ~/.cache/llm-course."""
-    path = Path(os.environ.get("COURSE_CACHE") or Path.home() / ".cache" / "llm-course")
+def folder_from_env(name: str, default: Path) -> Path:
+    """The folder an environment variable names (created if missing), else `default`.
+
+    `~` is expanded (a `.env` file does not do it) and a relative path is taken from the
+    course checkout, so the kernels (which run in notebooks/) and the runner (which runs in
+    the checkout) agree on it. A value naming a file is refused with the variable's name.
+    """
+    value = os.environ.get(name, "").strip()
+    path = default
+    if value:
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            path = repo_root() / path
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{name}={value!r} names a file, not a folder: point it at a folder (it is created if missing)")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def cache_dir() -> Path:
+    """Converted models and split caches: $COURSE_CACHE, else ~/.cache/llm-course."""
+    return folder_from_env("COURSE_CACHE", Path.home() / ".cache" / "llm-course")
 
 
 def data_dir() -> Path:
@@ -381,6 +398,4 @@ def data_dir() -> Path:
 
 def results_dir() -> Path:
     """Where metrics, leaderboards and learner-made artefacts go: $COURSE_RESULTS, else ./results."""
-    path = Path(os.environ.get(RESULTS_ENV) or repo_root() / "results")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return folder_from_env(RESULTS_ENV, repo_root() / "results")

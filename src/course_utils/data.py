@@ -197,6 +197,19 @@ def mercari_path() -> Path:
     return path
 
 
+def _whole_number(value, what: str) -> int | None:
+    """A small integer code (condition id, shipping flag); None when missing; DropRow when not a number."""
+    if value is None or value != value:  # None or NaN
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise DropRow(f"bad {what}") from None
+    if not number.is_integer():
+        raise DropRow(f"bad {what}")
+    return int(number)
+
+
 def parse_mercari_row(row: dict, cleaned: Counter | None = None) -> Item:
     """One Mercari row (a dict of the parquet columns) as an Item; raises DropRow with the reason."""
     problem = price_problem(row.get("price"))
@@ -211,10 +224,11 @@ def parse_mercari_row(row: dict, cleaned: Counter | None = None) -> Item:
         cleaned["category missing (kept as Unknown)"] += 1
     # Some category names contain '/', so only the first two slashes separate levels.
     categories = tuple(part.strip() for part in category.split("/", 2)) if category else ()
-    condition_id = row.get("item_condition_id")
-    condition = MERCARI_CONDITIONS.get(int(condition_id)) if condition_id is not None and condition_id == condition_id else None
-    shipping = row.get("shipping")
+    condition = MERCARI_CONDITIONS.get(_whole_number(row.get("item_condition_id"), "condition"))
+    shipping = _whole_number(row.get("shipping"), "shipping flag")
     item_id = row.get("train_id", row.get("id"))
+    if item_id is None:
+        raise DropRow("no listing id")
     return Item(
         id=f"mercari-{item_id}",
         title=title,
@@ -222,7 +236,7 @@ def parse_mercari_row(row: dict, cleaned: Counter | None = None) -> Item:
         categories=categories,
         brand=_clean_str(row.get("brand_name")),
         condition=condition,
-        shipping_paid_by_seller=None if shipping is None else bool(int(shipping)),
+        shipping_paid_by_seller=None if shipping is None else bool(shipping),
         price=row.get("price"),
     )
 
@@ -252,6 +266,8 @@ def load_mercari(profile: config.Profile | None = None, path: Path | str | None 
         return list(items), CurationReport.from_dict(report.to_dict())
     frame = pd.read_parquet(path)
     missing = {"name", "price", "item_description"} - set(frame.columns)
+    if not {"train_id", "id"} & set(frame.columns):
+        missing.add("train_id (or id)")
     if missing:
         raise DataSourceError(f"{path} lacks the columns {sorted(missing)}; is it the Mercari listings file?")
     records = frame.to_dict("records")
@@ -730,15 +746,23 @@ def baseline_val_set(profile: config.Profile | None = None) -> list[Item]:
     return [it for it in load_splits(profile).val if it.id not in taken]
 
 
+SPLIT_NAMES = ("train", "val", "test", "eval", "ensemble_val", "baseline_val")
+
+
+def check_split_name(split: str) -> str:
+    """`split` if it names a split, else a ValueError listing the names (checked before any work)."""
+    if split not in SPLIT_NAMES:
+        raise ValueError(f"unknown split {split!r}; use {', '.join(SPLIT_NAMES)}")
+    return split
+
+
 def split_items(split: str, profile: config.Profile | None = None) -> list[Item]:
     """Items of a named split: 'train', 'val', 'test', 'eval', 'ensemble_val' or 'baseline_val'."""
+    check_split_name(split)
     if split == "eval":
         return eval_set(profile)
     if split == "ensemble_val":
         return ensemble_val_set(profile)
     if split == "baseline_val":
         return baseline_val_set(profile)
-    splits = load_splits(profile)
-    if split not in ("train", "val", "test"):
-        raise ValueError(f"unknown split {split!r}; use train, val, test, eval, ensemble_val or baseline_val")
-    return getattr(splits, split)
+    return getattr(load_splits(profile), split)

@@ -40,7 +40,7 @@ def checks(profile: config.Profile, try_server: bool = True) -> list[tuple[str, 
 
     quiet_library_noise()
     rows: list[tuple[str, str, bool]] = [
-        ("python", platform.python_version(), sys.version_info >= (3, 10)),
+        ("python", platform.python_version(), sys.version_info >= (3, 11)),
         ("profile", f"{profile.name}: {profile.description}", True),
     ]
     for lib in LIBRARIES:

@@ -219,8 +219,11 @@ def score(
     With `store`, the result goes into the results store and the predictions are saved,
     both keyed by (model, profile, data version, split).
     """
+    from .data import check_split_name
+
     if not items:
         raise ValueError("no items to score")
+    check_split_name(split)
     profile = profile or config.get_profile()
     values = _align(items, predictions)
     truths = [it.price for it in items]
@@ -244,8 +247,10 @@ def score(
         from . import results
 
         _check_split(items, split, profile)
-        results.record(name, metrics, profile=profile, split=split, data_version=version, timings=result.timings, extra=result.extra)
+        # Predictions first: a kernel stopped in between leaves new predictions under the old
+        # metrics, never new metrics beside the previous run's predictions, which notebook 12 would stack.
         results.save_predictions(name, split, result.predictions, profile=profile, data_version=version)
+        results.record(name, metrics, profile=profile, split=split, data_version=version, timings=result.timings, extra=result.extra)
     return result
 
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from . import config
-from .storage import atomic_write_dir, atomic_write_text
+from .storage import atomic_write_dir, atomic_write_text, restore_dir
 from .items import QUESTION, Item
 from .prices import format_price
 
@@ -215,12 +216,18 @@ def estimate_cost(training_tokens: int, epochs: int, model: str = DEFAULT_OPENAI
 
 # --- the OpenAI fine-tuning API (only with OPENAI_API_KEY) ----------------------------------
 def openai_client():
-    """An OpenAI client, or None when no OPENAI_API_KEY is set (the notebooks then skip the job)."""
+    """An OpenAI client, or None (the notebooks then skip the job).
+
+    None when no OPENAI_API_KEY is set, when COURSE_LLM=local asks for the local server only,
+    or under the network guard (`make test`): a key left in `.env` must not start a paid job there.
+    """
     from . import secrets
+    from .start import network_guard_requested
 
     secrets.load_dotenv_once()
     key = secrets.get_secret("OPENAI_API_KEY")
-    if not key:
+    local_only = os.environ.get("COURSE_LLM", "").strip().lower() == "local"
+    if not key or local_only or network_guard_requested():
         return None
     from openai import OpenAI
 
@@ -250,6 +257,47 @@ def start_openai_job(client, train_path, val_path, model: str = DEFAULT_OPENAI_B
     )
 
 
+_JOB_OVER = {"failed", "cancelled"}
+
+
+def openai_job_record(profile: config.Profile | None = None) -> Path:
+    """Where notebook 08 records the id of the OpenAI job it started."""
+    return (profile or config.get_profile()).work_dir / "openai_finetune_job.json"
+
+
+def openai_job(client, train_path, val_path, record_path, model: str = DEFAULT_OPENAI_BASE, epochs: int = 1, show=print):
+    """The fine-tuning job for these files: the recorded one, or a new one that is recorded at once.
+
+    Every job is paid for, so a re-run of the notebook (or a poll that timed out) must not
+    start a second one. The record holds the job id and what the job was made from (both
+    files' SHA-256, the base model, the epochs); it is reused while those match and the job
+    has not failed or been cancelled. Delete the record to force a new job.
+    """
+    import hashlib
+
+    made_from = {
+        "model": model,
+        "epochs": epochs,
+        "train_sha256": hashlib.sha256(Path(train_path).read_bytes()).hexdigest(),
+        "val_sha256": hashlib.sha256(Path(val_path).read_bytes()).hexdigest(),
+    }
+    record_path = Path(record_path)
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8")) if record_path.is_file() else {}
+    except json.JSONDecodeError:
+        show(f"{record_path} is not valid JSON; starting a new job")
+        record = {}
+    if record.get("made_from") == made_from and record.get("job_id"):
+        job = client.fine_tuning.jobs.retrieve(record["job_id"])
+        if job.status not in _JOB_OVER:
+            show(f"job {job.id} ({job.status}) was started for these files already; reusing it (delete {record_path} to start another)")
+            return job
+        show(f"the recorded job {job.id} ended {job.status}; starting a new one")
+    job = start_openai_job(client, train_path, val_path, model=model, epochs=epochs)
+    atomic_write_text(record_path, json.dumps({"job_id": job.id, "made_from": made_from}, indent=2))
+    return job
+
+
 def poll_openai_job(client, job_id: str, every: float = 30.0, timeout: float = 3600.0, show=print):
     """Print new events until the job succeeds, fails or is cancelled; returns the final job."""
     seen: set[str] = set()
@@ -261,7 +309,7 @@ def poll_openai_job(client, job_id: str, every: float = 30.0, timeout: float = 3
             if event.id not in seen:
                 seen.add(event.id)
                 show(f"{event.created_at}  {event.level:<5} {event.message}")
-        if job.status in {"succeeded", "failed", "cancelled"}:
+        if job.status == "succeeded" or job.status in _JOB_OVER:
             return job
         if time.monotonic() > deadline:
             raise TimeoutError(f"job {job_id} still {job.status} after {timeout:.0f} s; poll again later")
@@ -562,11 +610,55 @@ def trainable_to_fp32(model) -> int:
     return cast
 
 
-def last_checkpoint(output_dir) -> str | None:
-    """The newest checkpoint-N folder in output_dir, or None."""
-    from transformers.trainer_utils import get_last_checkpoint
+def start_fresh(output_dir, show=print) -> Path:
+    """Make `output_dir` empty for a new run without deleting an earlier run's checkpoints.
 
-    return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
+    A folder that already holds checkpoints (a run cut off by a Colab disconnect, say) is
+    moved to `<name>-previous`, replacing an older one there, and the message says how to
+    resume from it: `train(..., resume=last_checkpoint(that folder))`.
+    """
+    output_dir = Path(output_dir)
+    if output_dir.is_dir() and any(output_dir.glob("checkpoint-*")):
+        previous = output_dir.with_name(f"{output_dir.name}-previous")
+        shutil.rmtree(previous, ignore_errors=True)
+        os.replace(output_dir, previous)
+        show(f"the earlier run's checkpoints were moved to {previous}; resume from them with "
+             f"finetune.train(..., resume=finetune.last_checkpoint({str(previous)!r}))")
+    elif output_dir.is_dir():
+        shutil.rmtree(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    return output_dir
+
+
+_WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "adapter_model.bin", "pytorch_model.bin")
+
+
+def checkpoint_complete(folder) -> bool:
+    """Whether a checkpoint-N folder was written to the end: the trainer writes its state file last."""
+    folder = Path(folder)
+    return (folder / "trainer_state.json").is_file() and any((folder / name).is_file() for name in _WEIGHT_FILES)
+
+
+def last_checkpoint(output_dir, show=print) -> str | None:
+    """The newest complete checkpoint-N folder in output_dir, or None.
+
+    A run killed while saving leaves a checkpoint folder without its state file; resuming
+    from it fails deep inside the trainer. Such folders are skipped (and named), so the run
+    resumes from the previous, complete one.
+    """
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return None
+    numbered = []
+    for folder in output_dir.glob("checkpoint-*"):
+        step = folder.name.rsplit("-", 1)[-1]
+        if folder.is_dir() and step.isdigit():
+            numbered.append((int(step), folder))
+    for _, folder in sorted(numbered, reverse=True):
+        if checkpoint_complete(folder):
+            return str(folder)
+        show(f"skipping {folder.name}: it was not written to the end (no trainer_state.json or weights)")
+    return None
 
 
 # --- QLoRA ---------------------------------------------------------------------------------
@@ -630,7 +722,7 @@ def load_finetuned(profile: config.Profile | None = None, adapter: str | os.Path
     from peft import PeftModel
 
     profile = profile or config.get_profile()
-    adapter = Path(adapter or adapter_dir(profile))
+    adapter = restore_dir(adapter or adapter_dir(profile))
     if not (adapter / "adapter_config.json").is_file():
         raise FileNotFoundError(f"no adapter at {adapter}; run notebook 09 (QLoRA) first to train and save it")
     check_adapter_base(adapter, profile)
@@ -681,13 +773,25 @@ def folder_size_mb(folder: str | os.PathLike) -> float:
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 2**20
 
 
-def push_adapter(model, repo_id: str, private: bool = True) -> str | None:
-    """Push the adapter to the Hub when HF_TOKEN is set and the profile is online; else None."""
+HUB_REPO_ENV = "COURSE_HUB_REPO"
+
+
+def push_adapter(model, repo_id: str | None = None, private: bool = True) -> str | None:
+    """Push the adapter to a private Hub repo you name; returns its URL, or None when skipped.
+
+    Opt-in: the repo comes from `repo_id` or $COURSE_HUB_REPO ("your-name/qlora-pricer"), so
+    nothing is published to a name you did not choose. Skipped (None) without a repo, without
+    HF_TOKEN, or in an offline profile.
+    """
     from . import secrets
 
+    repo_id = (repo_id or os.environ.get(HUB_REPO_ENV, "")).strip()
     token = secrets.get_secret("HF_TOKEN")
-    if not token or config.get_profile().offline:
+    if not repo_id or not token or config.get_profile().offline:
         return None
+    owner, _, name = repo_id.partition("/")
+    if not owner or not name or "/" in name:
+        raise ValueError(f"Hub repo {repo_id!r} must look like 'your-name/qlora-pricer'")
     model.push_to_hub(repo_id, token=token, private=private)
     return f"https://huggingface.co/{repo_id}"
 

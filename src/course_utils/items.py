@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 QUESTION = "How much does this cost to the nearest dollar?"
 PRICE_PREFIX = "Price is $"
 
-_PRICE_RE = re.compile(r"^\s*\$?\s*([0-9][0-9,]*(?:\.[0-9]+)?)\s*$")
+# Digits with commas only as thousands separators: "1,299.99" is a price, "12,99" (a decimal comma) is refused.
+_PRICE_RE = re.compile(r"^\s*\$?\s*((?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?)\s*$")
 
 
 class PriceError(ValueError):
@@ -33,7 +34,8 @@ def parse_listed_price(value) -> float:
     else:
         match = _PRICE_RE.match(str(value))
         if not match:
-            raise PriceError(f"price {value!r} is not a number")
+            hint = " (commas may only separate thousands, as in 1,299.99)" if "," in str(value) else ""
+            raise PriceError(f"price {value!r} is not a number{hint}")
         price = float(match.group(1).replace(",", ""))
     if not math.isfinite(price):
         raise PriceError(f"price {value!r} is not finite")

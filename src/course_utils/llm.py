@@ -238,7 +238,10 @@ class ChatBackend:
         return response.choices[0].message.content or ""
 
     def describe(self) -> str:
-        return f"{self.kind}: model {self.model} at {self.base_url}"
+        """Kind, model and server, safe to print: credentials in the URL are masked."""
+        from .secrets import mask_url
+
+        return f"{self.kind}: model {self.model} at {mask_url(self.base_url)}"
 
 
 def choose_backend_kind(env: dict | None = None) -> str:

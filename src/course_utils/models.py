@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from . import config
-from .storage import atomic_write_dir
+from .storage import atomic_write_dir, restore_dir
 
 Quantization = Literal[None, "8bit", "4bit", "4bit-nodq"]
 
@@ -115,7 +115,7 @@ def converted_gguf_dir(source: config.ModelSource | None = None) -> Path:
     """A safetensors copy of a GGUF model, converted once and reused (atomic)."""
     source = source or config.get_profile().chat_model
     path = gguf_path(source)
-    target = config.cache_dir() / "models" / path.stem
+    target = restore_dir(config.cache_dir() / "models" / path.stem)
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return target
 

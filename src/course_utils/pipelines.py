@@ -26,7 +26,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, BertCon
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from . import config, models
-from .storage import atomic_write_dir
+from .storage import atomic_write_dir, restore_dir
 
 # --- text generation with messages ------------------------------------------------------
 
@@ -229,6 +229,7 @@ def classification_pipeline(folder: str | os.PathLike):
     """`pipeline("text-classification")` on a saved EmbeddingClassifier folder."""
     from transformers import pipeline
 
+    folder = restore_dir(folder)
     return pipeline("text-classification", model=str(folder), tokenizer=str(folder), device=models.pick_device())
 
 

@@ -306,14 +306,19 @@ def dtype_label(dtype) -> str:
 def load_variants(full_model, role: str = "chat_model", profile=None) -> tuple[dict, dict[str, float]]:
     """The full-precision model (labelled by its dtype) plus every bitsandbytes variant that loads
     here: ({label: model}, {label: seconds to load}). A variant that cannot load is reported and
-    left out, so the comparison goes on with what this machine can run."""
+    left out, so the comparison goes on with what this machine can run; in the ci profile it
+    is an error instead, so a broken bitsandbytes fails the notebook under test."""
     import time
 
-    from . import models
+    from . import config, models
+
+    strict = (profile or config.get_profile()).name == "ci"
 
     variants, seconds = {dtype_label(full_model.dtype): full_model}, {}
     status = models.bitsandbytes_status()
     if not status.startswith("ok"):
+        if strict:
+            raise RuntimeError(f"bitsandbytes: {status} (the ci profile needs every variant)")
         print(f"bitsandbytes: {status}. Only the full-precision model is compared; install a bitsandbytes build for this hardware to see the rest.")
         return variants, seconds
     for kind, label in QUANTIZED_VARIANTS:
@@ -326,6 +331,8 @@ def load_variants(full_model, role: str = "chat_model", profile=None) -> tuple[d
             print(f"could not load {label}: the GPU ran out of memory holding {len(variants)} copies of the model at once; "
                   "a smaller chat_model in the profile, or a bigger GPU, compares them all")  # fmt: skip
         except Exception as exc:  # e.g. a GPU build of bitsandbytes on a CPU-only machine
+            if strict:
+                raise
             print(f"could not load {label}: {type(exc).__name__}: {str(exc).splitlines()[0]}")
     return variants, seconds
 

@@ -357,8 +357,8 @@ def load_questions(path: str | Path | None = None) -> list[dict]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path.name} line {number}: not valid JSON ({exc.msg})") from None
-        if not row.get("question") or not row.get("source"):
-            raise ValueError(f"{path.name} line {number}: needs 'question' and 'source'")
+        if not isinstance(row, dict) or not row.get("question") or not row.get("source"):
+            raise ValueError(f"{path.name} line {number}: needs an object with 'question' and 'source'")
         questions.append(row)
     return questions
 

@@ -23,12 +23,35 @@ class SecretError(ValueError):
 
 
 def mask(secret: str | None) -> str:
-    """`sk-proj-abcdef...wxyz` -> `sk-p...wxyz`; short or empty values reveal nothing."""
+    """`sk-proj-abcdef...wxyz` -> `sk-p...wxyz`; values under 24 characters reveal nothing.
+
+    Eight characters of a long key are too few to guess the rest; of a short one they
+    would be most of it.
+    """
     if not secret:
         return "(not set)"
-    if len(secret) < 12:
+    if len(secret) < 24:
         return "*" * 8
     return f"{secret[:4]}...{secret[-4:]}"
+
+
+def mask_url(url: str | None) -> str:
+    """A URL safe to print: a password in it and the values of its query parameters are masked.
+
+    `https://user:TOKEN@proxy/v1?api-key=abc` -> `https://user:********@proxy/v1?api-key=********`.
+    """
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    if not url:
+        return "(not set)"
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:{'*' * 8}@{host}" if ":" in userinfo else f"{'*' * 8}@{host}"
+    query = urlencode([(name, "*" * 8) for name, _ in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def load_dotenv_once(path: str | os.PathLike | None = None) -> Path | None:

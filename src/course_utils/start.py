@@ -30,6 +30,16 @@ FIRST_CELL = (
 NETWORK_GUARD_ENV = "COURSE_BLOCK_NETWORK"
 
 
+def network_guard_requested() -> bool:
+    """Whether $COURSE_BLOCK_NETWORK asks for the guard: 1/true/yes, or 0/false/no/unset."""
+    value = os.environ.get(NETWORK_GUARD_ENV, "").strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"", "0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"{NETWORK_GUARD_ENV}={value!r} must be 1 (refuse non-loopback connections) or 0")
+
+
 class NetworkBlockedError(ConnectionError):
     """Raised when code tries to reach a non-loopback address under the network guard."""
 
@@ -148,7 +158,7 @@ def start(profile_name: str | None = None, quiet: bool = False) -> config.Profil
     os.environ[config.PROFILE_ENV] = profile.name  # child processes see the same profile
     if profile.offline:
         _offline_environment()
-    if os.environ.get(NETWORK_GUARD_ENV) == "1":
+    if network_guard_requested():
         install_network_guard()
     seed_everything(profile.seed)
     if not quiet:
