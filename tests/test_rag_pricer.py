@@ -161,3 +161,26 @@ def test_embedding_forest_on_the_store(store):
     assert pad > candle
     with pytest.raises(RuntimeError, match="not fitted"):
         EmbeddingForest(store).predict_vectors(np.zeros((1, 384)))
+
+
+def test_score_splits_counts_each_split_apart_and_stores_both(store, tmp_path, monkeypatch):
+    from course_utils import config, data, evaluation, results
+    from course_utils.rag_pricer import RAG_MODEL_NAME, summary_table
+
+    monkeypatch.setenv("COURSE_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setattr(results, "_current_data_version", lambda profile: "test-data")
+    monkeypatch.setattr(data, "data_version", lambda profile=None, *a, **k: "test-data")
+    monkeypatch.setattr(evaluation, "_check_split", lambda *a, **k: None)
+    backend = CannedBackend(["$25", "no idea", "$31"])
+    backend.describe = lambda: "canned"
+    pricer = RAGPricer(store, backend=backend, k=2, use_cache=False)
+    profile = config.get_profile("ci")
+    splits = {"eval": [ITEM, Item(id="a", title="PS4 controller black", price=30)], "ensemble_val": [Item(id="b", title="Xbox pad", price=28)]}
+    scored, stats = pricer.score_splits(splits, profile)
+    assert stats["eval"]["answers"] == 2 and stats["eval"]["fallbacks"] == 1  # not 3: each split counts its own
+    assert stats["ensemble_val"] == {**stats["ensemble_val"], "answers": 1, "fallbacks": 0, "model_decided": 1}
+    assert set(results.load_predictions(RAG_MODEL_NAME, "ensemble_val", profile)) == {"b"}
+    assert results.leaderboard(profile).loc[1, "model"] == RAG_MODEL_NAME
+    table = summary_table(scored, stats, {"eval": scored["eval"]})
+    assert list(table["split"]) == ["eval", "ensemble_val", "eval"]
+    assert list(table["model's own number used"].iloc[:2]) == [0.5, 1.0]

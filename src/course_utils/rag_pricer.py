@@ -181,6 +181,24 @@ class RAGPricer:
     def reset_stats(self) -> None:
         self.answers.clear()
 
+    def score_splits(self, splits: dict[str, Sequence[Item]], profile: config.Profile | None = None) -> tuple[dict, dict]:
+        """Price and score each named split ({"eval": items, ...}) into the results store.
+
+        Returns ({split: EvalResult}, {split: stats}); the stats (how many answers the model
+        decided, clipped or left to the fallback) are counted per split and stored with it.
+        """
+        from .evaluation import score_timed
+
+        scored, stats = {}, {}
+        for split, items in splits.items():
+            self.reset_stats()
+            scored[split] = score_timed(
+                self.name, items, lambda batch: self.price_many(batch, desc=f"RAG pricing {split}"), profile, split,
+                extra=lambda: {"kind": "rag", "backend": self.backend.describe(), **self.stats()},
+            )  # fmt: skip
+            stats[split] = self.stats()
+        return scored, stats
+
 
 class EmbeddingForest:
     """A random forest on listing embeddings that predicts log(1 + price)."""
@@ -236,3 +254,19 @@ class EmbeddingForest:
 
     def __call__(self, item: Item) -> float:
         return self.predict_many([item])[0]
+
+
+def summary_table(rag_results: dict, rag_stats: dict, forest_results: dict):
+    """Both pricers on every split they were scored on: RMSLE, MAE, hit rate, and for the RAG
+    pricer the share of answers where the model's own number was used (not clipped, no fallback)."""
+    import pandas as pd
+
+    rows = []
+    for name, scored in ((RAG_MODEL_NAME, rag_results), (FOREST_MODEL_NAME, forest_results)):
+        for split, result in scored.items():
+            row = {"model": name, "split": split, "rmsle": result.rmsle, "mae": result.mae, "hit_rate": result.hit_rate, "n_items": result.metrics["n_items"]}
+            if name == RAG_MODEL_NAME:
+                stats = rag_stats[split]
+                row["model's own number used"] = stats["model_decided"] / stats["answers"] if stats["answers"] else float("nan")
+            rows.append(row)
+    return pd.DataFrame(rows).round(3)

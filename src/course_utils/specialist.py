@@ -219,3 +219,25 @@ def timed_predict(model, tokenizer, items: Sequence[Item], **kwargs) -> tuple[li
     predictions = predict(model, tokenizer, items, **kwargs)
     seconds = time.perf_counter() - started
     return predictions, {"predict_s": round(seconds, 1), "ms_per_item": round(1000 * seconds / max(1, len(items)), 1)}
+
+
+READINGS = ("greedy", "weighted")
+
+
+def score_readings(model, tokenizer, prefix: str, splits: dict[str, Sequence[Item]], profile=None, extra: dict | None = None, **predict_kwargs):
+    """Price each named split once and score both readings as `<prefix>-greedy` and `<prefix>-weighted`.
+
+    Returns ({split: predictions}, {split: {name: EvalResult}}); every result goes into the
+    results store with the pass's timings (one pass gives both readings, so they share them).
+    """
+    from .evaluation import score
+
+    predictions, scored = {}, {}
+    for split, items in splits.items():
+        predictions[split], timing = timed_predict(model, tokenizer, items, desc=f"{prefix}, {split}", **predict_kwargs)
+        scored[split] = {
+            f"{prefix}-{mode}": score(f"{prefix}-{mode}", items, [getattr(p, mode) for p in predictions[split]], profile,
+                                      split=split, extra=extra, timings=timing)
+            for mode in READINGS
+        }  # fmt: skip
+    return predictions, scored
