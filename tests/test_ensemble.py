@@ -236,3 +236,17 @@ def test_bootstrap_table_compares_the_ensemble_with_each_rival(store):
         bootstrap_table(predictions, {"x": "tfidf-ridge"}, eval_items + [extra], profile)
     with pytest.raises(MissingInputError, match="no stored prediction on split 'eval'"):
         bootstrap_table({**predictions, extra.id: 10.0}, {"x": "tfidf-ridge"}, eval_items + [extra], profile)
+
+
+def test_default_inputs_name_the_models_and_notebooks_the_course_has(repo_root):
+    """The four inputs notebook 12 stacks: names the notebooks really store, notebooks that exist."""
+    from course_utils import baselines, rag_pricer
+    from course_utils.ensemble import default_inputs
+
+    inputs = {spec.role: spec for spec in default_inputs()}
+    assert list(inputs) == ["specialist", "rag", "forest", "baseline"]
+    assert inputs["baseline"].matches(baselines.BEST_BASELINE) and not inputs["baseline"].matches(baselines.BEST_BASELINE + " v2")
+    assert inputs["rag"].matches(rag_pricer.RAG_MODEL_NAME) and inputs["forest"].matches(rag_pricer.FOREST_MODEL_NAME)
+    assert inputs["specialist"].matches("qlora-specialist-weighted") and inputs["specialist"].matches("qlora-specialist-greedy")
+    for spec in inputs.values():
+        assert (repo_root / "notebooks" / spec.notebook).is_file(), spec.notebook

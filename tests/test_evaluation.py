@@ -108,6 +108,29 @@ def test_score_saves_predictions_before_it_records_the_metrics(store, monkeypatc
     assert results.load_predictions("m", "eval", profile)["t0"] == pytest.approx(preds[0])
 
 
+def test_answers_looked_up_in_the_response_cache_are_counted_beside_the_timing(store, tmp_path):
+    from course_utils.cache import ResponseCache, cached_chat
+
+    class Backend:
+        model = "canned"
+
+        def chat(self, messages, **params):
+            return "$12"
+
+    responses = ResponseCache(tmp_path / "responses.sqlite")
+    items, _, _ = items_and_prices(4)
+
+    def pricer(item):
+        return float(cached_chat(Backend(), [{"role": "user", "content": item.title}], cache=responses).strip("$"))
+
+    profile = config.get_profile("ci")
+    first = evaluation.evaluate(pricer, items, "chatty", profile=profile)
+    assert "cached_answers" not in first.timings  # every answer was generated
+    again = evaluation.evaluate(pricer, items, "chatty", profile=profile)
+    assert again.timings["cached_answers"] == 4  # only looked up: the timing is the cache's, and says so
+    assert results.leaderboard(profile).loc[1, "cached_answers"] == 4
+
+
 def test_evaluate_calls_the_pricer_for_every_item(store):
     items, prices, _ = items_and_prices(30)
     seen = []

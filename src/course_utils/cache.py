@@ -135,6 +135,8 @@ def default_cache_path() -> Path:
 class ResponseCache:
     """Responses stored in one SQLite file, safe to share between threads and processes."""
 
+    total_hits = 0  # over every cache of this process: lets a timing tell how many answers were only looked up
+
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path else default_cache_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -159,6 +161,7 @@ class ResponseCache:
             self.misses += 1
             return None
         self.hits += 1
+        ResponseCache.total_hits += 1
         return row[0]
 
     def put(self, key: str, model: str, request: dict, response: str) -> None:

@@ -51,12 +51,9 @@ class EnsembleInput:
 
 def default_inputs() -> list[EnsembleInput]:
     """The four inputs the course stacks, with the notebooks that store their predictions."""
+    from .baselines import BEST_BASELINE
     from .rag_pricer import FOREST_MODEL_NAME, RAG_MODEL_NAME
 
-    try:
-        from .baselines import BEST_BASELINE
-    except ImportError:  # baselines not installed yet: the error below will say which notebook to run
-        BEST_BASELINE = "best-baseline"
     return [
         EnsembleInput("specialist", "qlora-specialist", "10_evaluating_the_finetune.ipynb"),
         EnsembleInput("rag", RAG_MODEL_NAME, "11_rag_pricer.ipynb", exact=True),

@@ -266,13 +266,20 @@ def score_timed(
 ) -> EvalResult:
     """Time `predict(items)` (one call for all of them), then `score` and store the predictions.
 
-    predict_s and ms_per_item join `timings`. `extra` may be a function, called after predicting,
-    for what the prediction itself counted (a RAG pricer's fallbacks, say).
+    predict_s and ms_per_item join `timings`, and `cached_answers` when some chat answers came from
+    the response cache: those were looked up, not generated, so the timing is not the model's speed.
+    `extra` may be a function, called after predicting, for what the prediction itself counted (a
+    RAG pricer's fallbacks, say).
     """
+    from .cache import ResponseCache
+
+    hits_before = ResponseCache.total_hits
     started = time.perf_counter()
     predictions = predict(items)
     seconds = time.perf_counter() - started
     timings = {**(timings or {}), "predict_s": round(seconds, 3), "ms_per_item": round(1000 * seconds / max(1, len(items)), 3)}
+    if ResponseCache.total_hits > hits_before:
+        timings["cached_answers"] = ResponseCache.total_hits - hits_before
     extra = extra() if callable(extra) else extra
     return score(name, items, predictions, profile, split=split, extra=extra, store=store, timings=timings)
 

@@ -28,7 +28,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import yaml
 
@@ -580,11 +580,6 @@ def time_retrieval(store, questions: Sequence[str], k: int = 5) -> list[float]:
         search(store, question, k=k)
         timings.append((time.perf_counter() - start) * 1000)
     return timings
-
-
-def retrieval_function(store, k: int = 5) -> Callable[[str], list[str]]:
-    """question -> the sources of the top-k chunks (handy in a notebook)."""
-    return lambda question: [doc.metadata["source"] for doc, _ in search(store, question, k=k)]
 
 
 def save_metrics(table, profile: config.Profile | None = None) -> Path:

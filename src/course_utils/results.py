@@ -148,6 +148,8 @@ def leaderboard(
         frame = frame[frame["kind"] == kind]
     keep = ["model", "rmsle", "mae", "hit_rate", "median_ae", "n_items"]
     keep += [c for c in ("train_s", "predict_s", "ms_per_item", "kind", "blend") if c in frame.columns]
+    if "cached_answers" in frame.columns and frame["cached_answers"].notna().any():
+        keep.insert(keep.index("ms_per_item") + 1 if "ms_per_item" in keep else len(keep), "cached_answers")
     board = frame.sort_values("rmsle", kind="stable")[keep].reset_index(drop=True)
     board.index = board.index + 1
     board.index.name = "rank"

@@ -277,20 +277,3 @@ def neighbour_weighted_price(neighbours: Sequence[Neighbour], power: float = 4.0
     weights = np.array([max(n.similarity, 1e-6) ** power for n in neighbours])
     logs = np.array([math.log(n.price) for n in neighbours])
     return float(math.exp(float(np.dot(weights, logs) / weights.sum())))
-
-
-_DEFAULT_STORES: dict[str, ProductStore] = {}
-
-
-def default_store(profile: config.Profile | None = None) -> ProductStore:
-    """The profile's product store, opened once per process."""
-    profile = profile or config.get_profile()
-    key = str(store_path(profile))
-    if key not in _DEFAULT_STORES:
-        _DEFAULT_STORES[key] = ProductStore(profile)
-    return _DEFAULT_STORES[key]
-
-
-def similar_items(item: Item, k: int = 5, store: ProductStore | None = None) -> list[Neighbour]:
-    """The k training listings most similar to `item` in the active profile's store."""
-    return (store or default_store()).similar(item, k)
