@@ -195,3 +195,43 @@ def test_a_question_line_that_is_not_an_object_is_named(tmp_path):
     path.write_text('{"question": "How long is shipping?", "source": "policy-shipping.md"}\n["q", "policy-shipping.md"]\n')
     with pytest.raises(ValueError, match="questions.jsonl line 2: needs an object with 'question' and 'source'"):
         rag.load_questions(path)
+
+
+@pytest.mark.slow
+def test_build_stores_and_evaluate_grid_cover_every_chunking_and_store(tmp_path, documents, embeddings, questions):
+    """Notebook 05's indexing and evaluation grid: a real Chroma store per chunking, rebuilt without duplicates."""
+    chunk_sets = {c: rag.split_documents(documents, c) for c in rag.CHUNKINGS[:2]}
+    stores, builds = rag.build_stores(chunk_sets, embeddings, tmp_path / "chroma", progress=False)
+    assert list(builds["chunking"]) == [c.label for c in chunk_sets]
+    assert list(builds["added"]) == [len(chunks) for chunks in chunk_sets.values()] == list(builds["chunks"])
+    _, again = rag.build_stores(chunk_sets, embeddings, tmp_path / "chroma", progress=False)
+    assert list(again["added"]) == [0, 0] and list(again["removed"]) == [0, 0]
+    faiss = {c: rag.FaissIndex(chunks, embeddings) for c, chunks in chunk_sets.items()}
+    table, misses = rag.evaluate_grid(questions, {"chroma": stores, "faiss": faiss}, ks=(1, 5), progress=False)
+    assert [(r.chunking, r.store) for r in table.itertuples()] == [(c.label, k) for c in chunk_sets for k in ("chroma", "faiss")]
+    for chunking in chunk_sets:
+        metrics, rows = rag.evaluate_retrieval(stores[chunking], questions, ks=(1, 5))
+        row = table[(table.chunking == chunking.label) & (table.store == "chroma")].iloc[0]
+        assert row["hit@1"] == metrics["hit@1"] and row["mrr"] == metrics["mrr"]
+        assert len(misses[(chunking, "chroma")]) == sum(r["rank"] != 1 for r in rows)
+        assert round(1 - row["hit@1"], 6) == round(len(misses[(chunking, "chroma")]) / len(questions), 6)
+
+
+def test_spread_and_answer_table(questions):
+    picked = rag.spread(questions, 4)
+    assert len(picked) == 4 and picked[0] == questions[0] and len({q["source"] for q in picked}) == 4
+    with pytest.raises(ValueError, match="at least one question"):
+        rag.spread(questions, 0)
+
+    class Chain:  # stands in for RagChain.invoke: cites the right document for every other question
+        def __init__(self):
+            self.asked = 0
+
+        def invoke(self, question):
+            q = next(q for q in picked if q["question"] == question)
+            self.asked += 1
+            return rag.RagAnswer(question=question, answer="yes", sources=[q["source"]] if self.asked % 2 else ["other.md"], chunks=[], scores=[])
+
+    table = rag.answer_table(Chain(), picked, progress=False)
+    assert list(table["source found"]) == [True, False, True, False]
+    assert table.loc[1, "sources"] == "other.md" and table.loc[1, "expected source"] == picked[1]["source"]

@@ -303,6 +303,23 @@ def build_knowledge_base(
     return build_chroma(chunks, chunking, embeddings, persist_dir)
 
 
+def build_stores(chunk_sets: dict, embeddings=None, persist_dir: str | Path | None = None, progress: bool = True):
+    """One Chroma collection per chunking ({Chunking: chunks}), built or brought up to date.
+
+    Returns ({Chunking: store}, a table of what each build added, removed and took). A re-run
+    adds nothing: `build_chroma` keys every chunk by its content.
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    stores, rows = {}, []
+    for chunking, chunks in tqdm(chunk_sets.items(), desc="indexing", disable=not progress):
+        stores[chunking], report = build_chroma(chunks, chunking, embeddings, persist_dir)
+        rows.append({"chunking": chunking.label, "chunks": report.chunks, "added": report.added,
+                     "removed": report.removed, "seconds": round(report.seconds, 2)})  # fmt: skip
+    return stores, pd.DataFrame(rows)
+
+
 def stored_vectors(store) -> tuple[Any, list[dict]]:
     """All vectors and metadata of a Chroma collection, in a stable order."""
     import numpy as np
@@ -396,6 +413,25 @@ def evaluate_retrieval(store, questions: Sequence[dict], ks: Iterable[int] = (1,
     metrics = retrieval_metrics(ranks, ks)
     metrics["p50_ms"] = statistics.median(latencies)
     return metrics, rows
+
+
+def evaluate_grid(questions: Sequence[dict], stores_by_kind: dict[str, dict], ks: Iterable[int] = (1, 3, 5), progress: bool = True):
+    """Every chunking in every kind of store ({"chroma": {Chunking: store}, "faiss": {...}}) on the question set.
+
+    Returns (a metrics table, one row per chunking and store, and {(Chunking, kind): the
+    questions whose first retrieved chunk was not from the expected document}).
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    chunkings = list(next(iter(stores_by_kind.values()))) if stores_by_kind else []
+    rows, misses = [], {}
+    for chunking in tqdm(chunkings, desc="evaluating", disable=not progress):
+        for kind, stores in stores_by_kind.items():
+            metrics, per_question = evaluate_retrieval(stores[chunking], questions, ks=ks)
+            rows.append({"chunking": chunking.label, "store": kind, **metrics})
+            misses[(chunking, kind)] = [r for r in per_question if r["rank"] != 1]
+    return pd.DataFrame(rows), misses
 
 
 # --- 2-D map ----------------------------------------------------------------------------
@@ -570,6 +606,27 @@ class RagChain:
             text += piece
             yield text
         yield f"{text.strip() or DONT_KNOW}\n\nSources: {', '.join(unique_sources(chunks))}"
+
+
+def spread(questions: Sequence[dict], n: int) -> list[dict]:
+    """n questions taken evenly across the set (its documents are in order, so this covers them)."""
+    if n < 1:
+        raise ValueError(f"need at least one question, got n={n}")
+    return list(questions[:: max(1, len(questions) // n)][:n])
+
+
+def answer_table(chain, questions: Sequence[dict], progress: bool = True):
+    """Ask the chain each question; one row each with its answer, the sources it cited, the
+    expected source, and whether that source was among the cited ones."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    rows = []
+    for q in tqdm(questions, desc="answering", disable=not progress):
+        result = chain.invoke(q["question"])
+        rows.append({"question": q["question"], "answer": result.answer, "sources": ", ".join(result.sources),
+                     "expected source": q["source"], "source found": q["source"] in result.sources})  # fmt: skip
+    return pd.DataFrame(rows, columns=["question", "answer", "sources", "expected source", "source found"])
 
 
 def time_retrieval(store, questions: Sequence[str], k: int = 5) -> list[float]:
