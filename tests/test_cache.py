@@ -8,14 +8,13 @@ are the ones the OpenAI SDK really raises.
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import openai
 import pytest
 
 from course_utils import cache
 from course_utils.llm import ChatBackend
+from scripted_http import JSONHandler, LocalServer, chat_completion
 
 
 class ScriptedServer:
@@ -26,52 +25,28 @@ class ScriptedServer:
         self.requests: list[dict] = []
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep pytest output clean
-                pass
-
+        class Handler(JSONHandler):
             def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = json.loads(self.read_body())
                 outer.requests.append(body)
                 status = outer.script.pop(0) if outer.script else 200
                 if status == 200:
-                    payload = {
-                        "id": "chatcmpl-1",
-                        "object": "chat.completion",
-                        "created": 0,
-                        "model": body["model"],
-                        "choices": [
-                            {
-                                "index": 0,
-                                "message": {"role": "assistant", "content": f"reply {len(outer.requests)}"},
-                                "finish_reason": "stop",
-                            }
-                        ],
-                    }
+                    self.send_json(chat_completion(body["model"], f"reply {len(outer.requests)}", reply_id="chatcmpl-1"))
                 else:
                     payload = {"error": {"message": f"scripted {status}", "type": "test"}}
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                if status == 429:
-                    self.send_header("Retry-After", "0")
-                self.end_headers()
-                self.wfile.write(data)
+                    self.send_json(payload, status, headers={"Retry-After": "0"} if status == 429 else None)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.server = LocalServer(Handler, start=False)
 
     def __enter__(self):
-        self.thread.start()
+        self.server.start()
         return self
 
     def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.server.close()
 
     def backend(self, timeout: float = 5.0) -> ChatBackend:
-        url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        url = self.server.url
         client = openai.OpenAI(base_url=url, api_key="test", max_retries=0, timeout=timeout)
         return ChatBackend(client, "scripted-model", "base_url", url)
 

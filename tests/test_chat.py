@@ -8,8 +8,6 @@ deterministically); the `slow` tests run against the real llama.cpp server.
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 
 import openai
@@ -18,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from course_utils import chat
 from course_utils.llm import ChatBackend
+from scripted_http import JSONHandler, LocalServer, chat_completion
 
 
 class Facts(BaseModel):
@@ -35,36 +34,20 @@ class ScriptedChat:
         self.requests: list[dict] = []
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
+        class Handler(JSONHandler):
             def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = json.loads(self.read_body())
                 outer.requests.append(body)
-                reply = outer.replies.pop(0)
-                message = {"role": "assistant", "content": reply} if isinstance(reply, str) else reply
-                payload = {
-                    "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-                }  # fmt: skip
-                data = json.dumps(payload).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.send_json(chat_completion(body["model"], outer.replies.pop(0)))
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.server = LocalServer(Handler)
 
     def backend(self, kind: str = "local") -> ChatBackend:
-        url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        url = self.server.url
         return ChatBackend(openai.OpenAI(base_url=url, api_key="x", max_retries=0), "scripted", kind, url)
 
     def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.server.close()
 
 
 @pytest.fixture

@@ -328,7 +328,7 @@ def test_start_fresh_moves_an_earlier_run_aside(tmp_path):
 
 
 def test_openai_client_is_none_when_the_local_server_is_asked_for(monkeypatch):
-    monkeypatch.setattr("course_utils.secrets.get_secret", lambda name, required=False: "sk-" + "x" * 40)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-" + "x" * 40)
     monkeypatch.delenv("COURSE_BLOCK_NETWORK", raising=False)
     monkeypatch.setenv("COURSE_LLM", "local")
     assert finetune.openai_client() is None
@@ -362,25 +362,13 @@ class FineTuningAPI:
     """A scripted stand-in for OpenAI's files and fine-tuning endpoints, driven by the real openai client."""
 
     def __init__(self):
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from scripted_http import JSONHandler, LocalServer
 
         self.created = []
         self.jobs = {}
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _send(self, payload):
-                data = json.dumps(payload).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JSONHandler):
             def _job(self, job_id):
                 job = outer.jobs[job_id]
                 return {"id": job_id, "object": "fine_tuning.job", "created_at": 0, "model": job["model"], "status": job["status"],
@@ -389,32 +377,30 @@ class FineTuningAPI:
                         "trained_tokens": None}  # fmt: skip
 
             def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
+                body = self.read_body()
                 if self.path.endswith("/files"):
                     n = len(outer.created)
                     outer.created.append("file")
-                    return self._send({"id": f"file-{n}", "object": "file", "bytes": len(body), "created_at": 0, "filename": "x.jsonl",
-                                       "purpose": "fine-tune", "status": "processed"})  # fmt: skip
+                    return self.send_json({"id": f"file-{n}", "object": "file", "bytes": len(body), "created_at": 0, "filename": "x.jsonl",
+                                           "purpose": "fine-tune", "status": "processed"})  # fmt: skip
                 request = json.loads(body)
                 job_id = f"ftjob-{len(outer.jobs)}"
                 outer.jobs[job_id] = {"model": request["model"], "status": "queued", "training_file": request["training_file"]}
                 outer.created.append(job_id)
-                return self._send(self._job(job_id))
+                return self.send_json(self._job(job_id))
 
             def do_GET(self):
-                return self._send(self._job(self.path.rstrip("/").split("/")[-1]))
+                return self.send_json(self._job(self.path.rstrip("/").split("/")[-1]))
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.server = LocalServer(Handler)
 
     def client(self):
         import openai
 
-        return openai.OpenAI(base_url=f"http://127.0.0.1:{self.httpd.server_address[1]}/v1", api_key="x", max_retries=0)
+        return openai.OpenAI(base_url=self.server.url, api_key="x", max_retries=0)
 
     def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.server.close()
 
 
 def test_a_rerun_follows_the_recorded_openai_job_instead_of_paying_for_another(tmp_path):

@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import random
 import sqlite3
 import threading
@@ -128,8 +127,7 @@ def default_cache_path() -> Path:
 
     `make test` points it at a fresh file, so the tests' chat calls reach the server every run.
     """
-    value = os.environ.get(RESPONSE_CACHE_ENV, "").strip()
-    return Path(value).expanduser() if value else config.cache_dir() / "responses.sqlite"
+    return config.path_from_env(RESPONSE_CACHE_ENV) or config.cache_dir() / "responses.sqlite"
 
 
 class ResponseCache:

@@ -366,19 +366,24 @@ def repo_root() -> Path:
     return cwd.parent if cwd.name == "notebooks" else cwd
 
 
-def folder_from_env(name: str, default: Path) -> Path:
-    """The folder an environment variable names (created if missing), else `default`.
+def path_from_env(name: str) -> Path | None:
+    """The path an environment variable names, or None when it is unset or empty.
 
     `~` is expanded (a `.env` file does not do it) and a relative path is taken from the
     course checkout, so the kernels (which run in notebooks/) and the runner (which runs in
-    the checkout) agree on it. A value naming a file is refused with the variable's name.
+    the checkout) agree on it.
     """
     value = os.environ.get(name, "").strip()
-    path = default
-    if value:
-        path = Path(value).expanduser()
-        if not path.is_absolute():
-            path = repo_root() / path
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else repo_root() / path
+
+
+def folder_from_env(name: str, default: Path) -> Path:
+    """The folder `path_from_env(name)` gives, else `default`, created if missing; a file there is refused."""
+    path = path_from_env(name) or default
+    value = os.environ.get(name, "").strip()
     if path.exists() and not path.is_dir():
         raise ValueError(f"{name}={value!r} names a file, not a folder: point it at a folder (it is created if missing)")
     path.mkdir(parents=True, exist_ok=True)

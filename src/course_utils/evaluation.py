@@ -192,8 +192,6 @@ def _align(items: Sequence[Item], predictions) -> list[float]:
 def _check_split(items: Sequence[Item], split: str, profile: config.Profile) -> None:
     from .data import split_items
 
-    if split not in ("train", "val", "test", "eval", "ensemble_val"):
-        return
     expected = {it.id for it in split_items(split, profile)}
     given = {it.id for it in items}
     if given != expected:

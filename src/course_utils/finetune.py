@@ -222,12 +222,12 @@ def openai_client():
     or under the network guard (`make test`): a key left in `.env` must not start a paid job there.
     """
     from . import secrets
+    from .llm import choose_backend_kind
     from .start import network_guard_requested
 
     secrets.load_dotenv_once()
     key = secrets.get_secret("OPENAI_API_KEY")
-    local_only = os.environ.get("COURSE_LLM", "").strip().lower() == "local"
-    if not key or local_only or network_guard_requested():
+    if not key or choose_backend_kind() == "local" or network_guard_requested():
         return None
     from openai import OpenAI
 

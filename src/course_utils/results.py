@@ -147,9 +147,9 @@ def leaderboard(
     if kind:
         frame = frame[frame["kind"] == kind]
     keep = ["model", "rmsle", "mae", "hit_rate", "median_ae", "n_items"]
-    keep += [c for c in ("train_s", "predict_s", "ms_per_item", "kind", "blend") if c in frame.columns]
-    if "cached_answers" in frame.columns and frame["cached_answers"].notna().any():
-        keep.insert(keep.index("ms_per_item") + 1 if "ms_per_item" in keep else len(keep), "cached_answers")
+    # cached_answers only when some answer on this board came from the response cache
+    keep += [c for c in ("train_s", "predict_s", "ms_per_item", "cached_answers", "kind", "blend")
+             if c in frame.columns and (c != "cached_answers" or frame[c].notna().any())]  # fmt: skip
     board = frame.sort_values("rmsle", kind="stable")[keep].reset_index(drop=True)
     board.index = board.index + 1
     board.index.name = "rank"
