@@ -225,6 +225,14 @@ def local_backend():
 
 
 @pytest.mark.slow
+def test_local_context_window_is_the_running_servers(local_backend):
+    from course_utils import llm, rag
+
+    assert local_backend.kind == "local"
+    assert rag.context_window(local_backend) == llm.local_server().n_ctx == 4096
+
+
+@pytest.mark.slow
 def test_local_streaming_yields_pieces(local_backend):
     pieces = list(chat.stream_chat(local_backend, [chat.user("Count from one to five.")], max_tokens=20, temperature=0))
     assert len(pieces) > 1 and "".join(pieces).strip()

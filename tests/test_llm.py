@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from course_utils import config, llm, models
+from course_utils import config, llm, models, secrets
 
 KEY = "sk-proj-" + "k" * 40
 
@@ -86,7 +86,7 @@ def test_base_url_backend_for_ollama(clean_env):
 
 def test_missing_key_for_forced_openai(clean_env):
     clean_env.setenv("COURSE_LLM", "openai")
-    with pytest.raises(Exception, match="OPENAI_API_KEY is not set"):
+    with pytest.raises(secrets.SecretError, match="OPENAI_API_KEY is not set"):
         llm.get_backend()
 
 

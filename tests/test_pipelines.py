@@ -110,6 +110,20 @@ def test_trained_classifier_works_through_text_classification_pipeline(tmp_path)
 
 
 @pytest.mark.slow
+def test_zero_shot_by_similarity_picks_the_closest_description():
+    from course_utils import models
+
+    embedder = models.load_embedding_model()
+    texts = ["iPhone 12 with charger, screen like new", "lipstick and mascara set, unopened", "baby stroller and toddler toys"]
+    labels = list(P.CATEGORY_DESCRIPTIONS)
+    assert P.zero_shot_by_similarity(embedder, texts, labels, P.CATEGORY_DESCRIPTIONS) == ["Electronics", "Beauty", "Kids"]
+    # Without descriptions the bare label names are what gets embedded.
+    bare = P.zero_shot_by_similarity(embedder, texts, labels)
+    assert bare == P.zero_shot_by_similarity(embedder, texts, labels, {label: label for label in labels})
+    assert set(bare) <= set(labels)
+
+
+@pytest.mark.slow
 def test_chat_model_scores_and_decodes():
     from course_utils import models
 
@@ -138,5 +152,11 @@ def test_chat_model_scores_and_decodes():
     assert sweep.iloc[0]["T=0.5"] > sweep.iloc[0]["T=2.0"]
     table = P.generate_with_strategies(model, tokenizer, "Say hello.", {"greedy": {"do_sample": False}}, max_new_tokens=5)
     assert table.loc["greedy", "reply"]
+    # Zero-shot by prompting returns, per text, the label with the highest choice_logprobs.
+    texts, labels = ["Paris is the capital of this country."], ["France", "Japan"]
+    picked = P.zero_shot_by_prompt(model, tokenizer, texts, labels, question="Which country is this about?", progress=False)
+    asked = [{"role": "user", "content": f"Which country is this about?\nOptions: France, Japan\n\nText: {texts[0]}\n\nAnswer with the option only."}]
+    scores = P.choice_logprobs(model, tokenizer, asked, labels)
+    assert picked == [labels[scores.index(max(scores))]] == ["France"]
     chat = P.chat_pipeline(model=model, tokenizer=tokenizer)
     assert P.reply(chat, "Say hello.", max_new_tokens=8)

@@ -100,6 +100,20 @@ def test_gguf_metadata_and_tensor_types(gguf_file):
     assert Q.file_size_mb(gguf_file) == pytest.approx(types["bytes"].sum() / 1e6, rel=0.05)
 
 
+def test_gguf_tensors_lists_names_types_and_shapes(gguf_file):
+    first = Q.gguf_tensors(gguf_file, limit=5)
+    assert list(first.columns) == ["name", "type", "shape"] and len(first) == 5
+    every = Q.gguf_tensors(gguf_file, limit=None)
+    assert list(every["name"][:5]) == list(first["name"])
+    # SmolLM2-135M: 30 blocks of 9 tensors, plus the token embeddings and the final norm.
+    assert len(every) == 30 * 9 + 2 and every["name"].is_unique
+    assert set(every["type"]) <= set(Q.gguf_tensor_types(gguf_file).index)
+    embd = every.set_index("name").loc["token_embd.weight"]
+    assert sorted(embd["shape"]) == [576, 49152]
+    params = sum(math.prod(shape) for shape in every["shape"])
+    assert params == Q.gguf_tensor_types(gguf_file)["params"].sum()
+
+
 @pytest.mark.slow
 def test_perplexity_hf_on_smollm2_is_finite_and_text_beats_noise():
     from course_utils import models, tokens

