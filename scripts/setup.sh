@@ -66,7 +66,8 @@ if [ ! -f "$stamp" ]; then
   # llama-cpp-python compiles from source; keep the wheel in a wheelhouse so the next clone
   # or venv on this machine installs it in seconds.
   # One build per instruction set and build flags: a wheelhouse shared between machines never hands
-  # one a build its processor cannot run.
+  # one a build its processor cannot run. The wheel is tagged py3-none (it loads libllama with ctypes),
+  # so one build serves every supported Python.
   cpu_features=$(grep -m1 -E '^(flags|Features)' /proc/cpuinfo 2>/dev/null || sysctl -n machdep.cpu.features machdep.cpu.leaf7_features 2>/dev/null || true)
   build_tag=$(printf '%s|%s|%s' "$(uname -m)" "$cpu_features" "$CMAKE_ARGS" | sha256sum | cut -c1-12)
   wheelhouse="${COURSE_WHEELHOUSE:-$HOME/.cache/llm-course/wheels}/$(uname -m)-$build_tag"
