@@ -116,6 +116,17 @@ def test_structured_chat_never_returns_invalid_output(scripted):
     assert info.value.attempts[0][0] == "not json"
 
 
+def test_structured_table_has_a_row_per_text_valid_or_not(scripted):
+    good = '{"title": "Sony", "category": "Electronics", "price": 120}'
+    server, backend = scripted([good, "not json", '{"title": "x"}'])
+    table = chat.structured_table(backend, ["Sony headphones, 120", "???"], Facts, "Extract.", retries=1, progress=False)
+    assert list(table["text"]) == ["Sony headphones, 120", "???"] and list(table["valid"]) == [True, False]
+    assert table.loc[0, ["title", "category", "price"]].tolist() == ["Sony", "Electronics", 120]
+    assert "no valid Facts after 2 attempts" in table.loc[1, "error"]
+    assert len(server.requests) == 3  # one for the first text, two (one retry) for the second
+    assert server.requests[0]["messages"][:2] == [chat.system("Extract."), chat.user("Sony headphones, 120")]
+
+
 # --- tools ------------------------------------------------------------------------------
 def test_seller_earnings_follow_the_fee_policy():
     assert chat.seller_earnings(40) == {"price": 40, "selling_fee": 4.0, "processing_fee": 1.66, "seller_earns": 34.34}
@@ -233,9 +244,14 @@ def test_local_context_window_is_the_running_servers(local_backend):
 
 
 @pytest.mark.slow
-def test_local_streaming_yields_pieces(local_backend):
-    pieces = list(chat.stream_chat(local_backend, [chat.user("Count from one to five.")], max_tokens=20, temperature=0))
+def test_local_streaming_yields_pieces(local_backend, capsys):
+    messages = [chat.user("Count from one to five.")]
+    pieces = list(chat.stream_chat(local_backend, messages, max_tokens=20, temperature=0))
     assert len(pieces) > 1 and "".join(pieces).strip()
+    text, timing = chat.timed_stream(local_backend, messages, max_tokens=20, temperature=0)
+    assert text == "".join(pieces) and timing["pieces"] == len(pieces)  # greedy: the same reply again
+    assert 0 < timing["time to first token (s)"] <= timing["total (s)"]
+    assert capsys.readouterr().out == text + "\n"  # echoed piece by piece
 
 
 @pytest.mark.slow

@@ -160,3 +160,9 @@ def test_chat_model_scores_and_decodes():
     assert picked == [labels[scores.index(max(scores))]] == ["France"]
     chat = P.chat_pipeline(model=model, tokenizer=tokenizer)
     assert P.reply(chat, "Say hello.", max_new_tokens=8)
+    jobs = [("translate", "The shoes ship tomorrow.", {}), ("check rule", "Call 555-0100", {"rule": "No phone numbers."})]
+    tasks = P.run_tasks(chat, jobs, max_new_tokens=6)
+    assert list(tasks.index) == ["translate", "check rule"] and tasks["reply"].str.len().min() > 0
+    assert tasks.loc["check rule", "input"] == "Call 555-0100"
+    with pytest.raises(ValueError, match="needs the field 'rule'"):
+        P.run_tasks(chat, [("check rule", "text", {})])

@@ -127,6 +127,10 @@ def test_perplexity_hf_on_smollm2_is_finite_and_text_beats_noise():
     assert 1 < ppl < 1000
     assert Q.perplexity_hf(model, shuffled) > ppl
     assert Q.parameter_bytes(model) == pytest.approx(model.get_memory_footprint(), rel=0.01)
+    # The per-variant helpers of notebook 03 give each label the same as a direct call.
+    assert Q.perplexity_each({"fp32": model, "again": model}, ids) == {"fp32": ppl, "again": ppl}
+    replies = Q.generate_each({"fp32": model, "again": model}, tokenizer, "What is the capital of France?", max_new_tokens=8)
+    assert list(replies.index) == ["fp32", "again"] and replies.loc["fp32", "reply"] == replies.loc["again", "reply"] != ""
 
 
 @pytest.mark.slow
@@ -167,3 +171,16 @@ def test_variant_tables_label_full_precision_by_dtype_and_check_the_order(monkey
     lines = Q.ordering_check({"fp32": 10.0, "8-bit": 9.9, "4-bit NF4 + double quant": 11.0}, ["fp32", "8-bit", "4-bit NF4 + double quant", "absent"], 256)
     assert lines[0].startswith("inversion: fp32") and "1.0% above 8-bit" in lines[0] and "256 tokens" in lines[0]
     assert lines[1].startswith("ok: 8-bit") and len(lines) == 2
+    footprint = Q.footprint_table({"fp32": Fake(500), "8-bit": Fake(300)}, {})
+    perplexity = {"fp32": 10.0, "8-bit": 10.5, "GGUF Q4_1 (llama.cpp)": 10.1}
+    table = Q.perplexity_table(perplexity, footprint, "fp32")
+    assert table.loc["8-bit", "vs full precision"] == 1.05 and table.loc["8-bit", "footprint MB"] == 300
+    assert math.isnan(table.loc["GGUF Q4_1 (llama.cpp)", "footprint MB"])  # no file given: unknown
+    with pytest.raises(KeyError, match="full-precision model 'bf16'"):
+        Q.perplexity_table(perplexity, footprint, "bf16")
+
+
+def test_perplexity_table_takes_the_gguf_rows_size_from_the_file(gguf_file):
+    footprint = Q.footprint_table({"fp32": type("M", (), {"get_memory_footprint": lambda self: 540e6})()}, {})
+    table = Q.perplexity_table({"fp32": 9.0, "GGUF Q4_1 (llama.cpp)": 9.1}, footprint, "fp32", gguf_file)
+    assert table.loc["GGUF Q4_1 (llama.cpp)", "footprint MB"] == round(Q.file_size_mb(gguf_file), 1)

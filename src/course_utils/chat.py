@@ -111,6 +111,28 @@ def stream_text(backend, messages: list[dict], **kwargs) -> Iterator[str]:
         yield text
 
 
+def timed_stream(backend, messages: list[dict], echo: bool = True, **kwargs) -> tuple[str, dict]:
+    """Stream a reply (printing each piece as it comes when `echo`) and time it: (text, timings).
+
+    Timings hold the time to the first piece, the total time and the number of pieces: the
+    first is what a user waits before anything shows, the second what a non-streamed call costs.
+    """
+    import time
+
+    started, first, pieces = time.perf_counter(), None, []
+    for piece in stream_chat(backend, messages, **kwargs):
+        first = first or time.perf_counter()
+        pieces.append(piece)
+        if echo:
+            print(piece, end="", flush=True)
+    total = time.perf_counter() - started
+    if echo:
+        print()
+    if first is None:
+        raise ValueError("the stream ended without any text: the model sent an empty reply")
+    return "".join(pieces), {"time to first token (s)": round(first - started, 3), "total (s)": round(total, 3), "pieces": len(pieces)}
+
+
 # --- structured output ------------------------------------------------------------------
 class StructuredOutputError(ValueError):
     """The model did not produce valid output for the schema, even after retries."""
@@ -186,6 +208,27 @@ def structured_chat(
     raise StructuredOutputError(
         f"no valid {schema.__name__} after {len(attempts)} attempts: {summary}", attempts
     )
+
+
+def structured_table(
+    backend, texts: Sequence[str], schema: type[BaseModel], instruction: str, retries: int = 1, progress: bool = True, **kwargs
+):
+    """Ask for `schema` once per text: one row per text with `valid` and the fields, or the error.
+
+    A text whose replies stay invalid after the retries is a row with valid=False and the
+    reason, not an exception: the table shows how often the model manages.
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    rows = []
+    for text in tqdm(list(texts), desc="extracting", disable=not progress):
+        try:
+            result = structured_chat(backend, [system(instruction), user(text)], schema, retries=retries, **kwargs)
+            rows.append({"text": text, "valid": True, **result.model_dump()})
+        except StructuredOutputError as error:
+            rows.append({"text": text, "valid": False, "error": str(error)[:120]})
+    return pd.DataFrame(rows)
 
 
 # --- tools ------------------------------------------------------------------------------

@@ -78,6 +78,17 @@ def prompt_task(pipe, task: str, text: str, max_new_tokens: int = 60, **fields) 
 # --- embeddings and similarity ----------------------------------------------------------
 
 
+def run_tasks(pipe, jobs: Sequence[tuple[str, str, Mapping[str, str]]], max_new_tokens: int = 40):
+    """prompt_task for each (task, text, fields) job: a DataFrame of the task, its input and the reply."""
+    import pandas as pd
+
+    rows = [
+        {"task": task, "input": text[:80], "reply": prompt_task(pipe, task, text, max_new_tokens=max_new_tokens, **fields)}
+        for task, text, fields in jobs
+    ]
+    return pd.DataFrame(rows).set_index("task")
+
+
 def mean_pool(token_vectors, attention_mask=None, normalize: bool = True) -> torch.Tensor:
     """Average token vectors into one sentence vector (what SentenceTransformer does for MiniLM)."""
     vectors = torch.as_tensor(token_vectors, dtype=torch.float32)
@@ -400,6 +411,7 @@ def generate_with_strategies(model, tokenizer, messages_or_text, strategies: Map
 
 
 __all__ = [
+    "run_tasks",
     "chat_pipeline",
     "reply",
     "TASK_PROMPTS",

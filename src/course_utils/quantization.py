@@ -351,6 +351,51 @@ def footprint_table(variants: Mapping[str, object], load_seconds: Mapping[str, f
     return table
 
 
+def generate_each(variants: Mapping[str, object], tokenizer, question: str, max_new_tokens: int = 20):
+    """Each variant's greedy reply to the same chat question, as a one-column DataFrame."""
+    import pandas as pd
+
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True)
+    inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+    n_prompt = inputs["input_ids"].shape[1]
+    replies = {}
+    for label, model in variants.items():
+        with torch.no_grad():
+            out = model.generate(**inputs.to(model.device), max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        replies[label] = tokenizer.decode(out[0, n_prompt:], skip_special_tokens=True)
+    return pd.Series(replies, name="reply").to_frame()
+
+
+def perplexity_each(variants: Mapping[str, object], token_ids: Sequence[int]) -> dict[str, float]:
+    """{label: perplexity on the same token ids} for every variant, printing each with its time."""
+    import time
+
+    perplexity = {}
+    for label, model in variants.items():
+        started = time.perf_counter()
+        perplexity[label] = perplexity_hf(model, token_ids)
+        print(f"{label:26s} perplexity {perplexity[label]:8.2f}  ({time.perf_counter() - started:.1f} s)")
+    return perplexity
+
+
+def perplexity_table(perplexity: Mapping[str, float], footprint, full_label: str, gguf_file: str | os.PathLike | None = None):
+    """Perplexity, its ratio to the full-precision model and the footprint (MB), one row per variant.
+
+    `footprint` is footprint_table's result; a GGUF row (its label starts with "GGUF") takes the
+    file's size instead, since llama.cpp reads the file as it is.
+    """
+    import pandas as pd
+
+    if full_label not in perplexity:
+        raise KeyError(f"no perplexity for the full-precision model {full_label!r}; have {', '.join(perplexity)}")
+    table = pd.DataFrame({"perplexity": dict(perplexity)}).round(2)
+    table["vs full precision"] = (table["perplexity"] / table.loc[full_label, "perplexity"]).round(3)
+    table = table.join(footprint[["footprint MB"]])
+    if gguf_file is not None:
+        table.loc[table.index.str.startswith("GGUF"), "footprint MB"] = round(file_size_mb(gguf_file), 1)
+    return table
+
+
 def ordering_check(perplexity: Mapping[str, float], expected_order: Sequence[str], n_tokens: int) -> list[str]:
     """One line per neighbouring pair of `expected_order` (best first) found in `perplexity`:
     'ok' when the order holds, 'inversion' with its size when it does not."""
@@ -391,5 +436,8 @@ __all__ = [
     "dtype_label",
     "load_variants",
     "footprint_table",
+    "generate_each",
+    "perplexity_each",
+    "perplexity_table",
     "ordering_check",
 ]
