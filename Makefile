@@ -5,8 +5,10 @@ PY := $(VENV)/bin/python
 # non-loopback connection refused (COURSE_BLOCK_NETWORK) so no notebook can reach a hub.
 # Chat answers go to a response cache of their own, emptied before each run, so every test and
 # notebook that asks the local server really asks it (a warm cache would hide a broken server).
+# Results (leaderboard, stores, adapters) go to build/test-results, so a test run never overwrites
+# the learner's results/.
 TEST_RESPONSES := build/test-responses.sqlite
-TEST_ENV := COURSE_PROFILE=ci COURSE_LLM=local COURSE_BLOCK_NETWORK=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 COURSE_RESPONSE_CACHE=$(CURDIR)/$(TEST_RESPONSES)
+TEST_ENV := COURSE_PROFILE=ci COURSE_LLM=local COURSE_BLOCK_NETWORK=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 COURSE_RESPONSE_CACHE=$(CURDIR)/$(TEST_RESPONSES) COURSE_RESULTS=$(CURDIR)/build/test-results
 
 .PHONY: setup course test unit notebooks benchmark doctor lab strip
 
@@ -38,9 +40,10 @@ doctor:
 	$(PY) -m course_utils.doctor
 
 lab:
-	bash scripts/setup.sh dev
+	bash scripts/setup.sh
 	$(VENV)/bin/jupyter lab notebooks
 
 ## strip: remove outputs before committing notebooks
 strip:
+	bash scripts/setup.sh
 	$(VENV)/bin/jupyter nbconvert --clear-output --inplace notebooks/*.ipynb

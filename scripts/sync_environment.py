@@ -33,6 +33,8 @@ dependencies:
   - cmake  # llama-cpp-python builds from source
   - compilers
   - pip:
+      # torch's CPU build, as scripts/setup.sh takes it: PyPI's Linux torch is the CUDA build (several GB)
+      - --extra-index-url https://download.pytorch.org/whl/cpu
       - -e .  # course_utils itself
 """
 

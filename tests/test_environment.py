@@ -21,7 +21,7 @@ def test_environment_yml_matches_pyproject(repo_root):
     assert "python=3.11" in env["dependencies"]
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     declared = {str(Requirement(r)) for r in pip_requirements(_pyproject(repo_root))}
-    installed = {str(Requirement(r)) for r in pip_section if not r.startswith("-e")}
+    installed = {str(Requirement(r)) for r in pip_section if not r.startswith("-")}
     assert installed == declared, f"only in environment.yml: {installed - declared}; only in pyproject: {declared - installed}"
 
 

@@ -48,3 +48,10 @@ def test_notebooks_are_found_in_order_and_filtered(tmp_path):
 def test_unknown_profile_exits_with_message(capsys):
     assert runner.main(["--profile", "nope", "--only", "00"]) == 2
     assert "valid profiles" in capsys.readouterr().err
+
+
+def test_the_offline_run_keeps_to_the_local_server_unless_told_otherwise():
+    assert runner.offline_chat_backend("offline", {"OPENAI_API_KEY": "sk-live"}) == "local"
+    assert runner.offline_chat_backend("offline", {"COURSE_LLM": " "}) == "local"
+    assert runner.offline_chat_backend("offline", {"COURSE_LLM": "openai"}) is None  # asked for explicitly
+    assert runner.offline_chat_backend("colab", {}) is None  # the GPU profiles choose as the notebooks do

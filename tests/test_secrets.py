@@ -51,6 +51,22 @@ def test_get_secret_from_environment_and_dotenv(clean_env, tmp_path, monkeypatch
     monkeypatch.delenv("OPENAI_API_KEY")
 
 
+def test_dotenv_of_the_checkout_is_found_from_any_folder(clean_env, tmp_path, monkeypatch):
+    from course_utils import config
+
+    checkout, elsewhere = tmp_path / "course", tmp_path / "home"
+    checkout.mkdir(), elsewhere.mkdir()
+    (checkout / ".env").write_text("COURSE_TEST_DOTENV_VALUE=from-the-checkout\n")
+    monkeypatch.setattr(config, "repo_root", lambda: checkout)
+    monkeypatch.chdir(elsewhere)  # no .env here or above
+    monkeypatch.setattr(secrets, "_LOADED", False)
+    monkeypatch.delenv("COURSE_TEST_DOTENV_VALUE", raising=False)
+    assert secrets.load_dotenv_once() == checkout / ".env"
+    import os
+
+    assert os.environ.pop("COURSE_TEST_DOTENV_VALUE") == "from-the-checkout"
+
+
 def test_missing_required_key_says_where_to_put_it(clean_env):
     with pytest.raises(secrets.SecretError, match=r"\.env"):
         secrets.get_secret("OPENAI_API_KEY", required=True)

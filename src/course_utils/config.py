@@ -357,7 +357,7 @@ def _warn_once(message: str) -> None:
 
 
 def repo_root() -> Path:
-    """The course checkout (where notebooks/ and data/ live); falls back to the cwd on Colab."""
+    """The course checkout (where notebooks/ and pyproject.toml live); falls back to the cwd on Colab."""
     here = Path(__file__).resolve()
     for parent in here.parents:
         if (parent / "notebooks").is_dir() and (parent / "pyproject.toml").is_file():
@@ -391,7 +391,7 @@ def folder_from_env(name: str, default: Path) -> Path:
 
 
 def cache_dir() -> Path:
-    """Converted models and split caches: $COURSE_CACHE, else ~/.cache/llm-course."""
+    """Converted models, the response cache, server logs and the llama.cpp wheel: $COURSE_CACHE, else ~/.cache/llm-course."""
     return folder_from_env("COURSE_CACHE", Path.home() / ".cache" / "llm-course")
 
 
@@ -402,5 +402,5 @@ def data_dir() -> Path:
 
 
 def results_dir() -> Path:
-    """Where metrics, leaderboards and learner-made artefacts go: $COURSE_RESULTS, else ./results."""
+    """Where metrics, leaderboards and learner-made artefacts go: $COURSE_RESULTS, else <checkout>/results."""
     return folder_from_env(RESULTS_ENV, repo_root() / "results")

@@ -33,6 +33,64 @@ def _version(dist: str) -> str:
         return "missing"
 
 
+DISTRIBUTION = "course-utils"  # pyproject's [project] name: its installed metadata lists every pin
+
+
+def pinned_requirements(extra: str) -> dict[str, object]:
+    """{normalised name: packaging Requirement} of the course for one extra ("cpu" or "colab"),
+    read from the installed package's metadata, so a pip install from git (Colab) has it too."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    try:
+        declared = importlib.metadata.requires(DISTRIBUTION) or []
+    except importlib.metadata.PackageNotFoundError:
+        return {}
+    pins = {}
+    for line in declared:
+        req = Requirement(line)
+        if req.marker is None or req.marker.evaluate({"extra": extra}):
+            pins[canonicalize_name(req.name)] = req
+    return pins
+
+
+def requirement_problems(pins: dict[str, object]) -> list[tuple[str, str]]:
+    """(package, what is wrong and the pip command that fixes it) for each pin not met here."""
+    problems = []
+    for name, req in pins.items():
+        version = _version(req.name)
+        if version == "missing":
+            problems.append((req.name, f"missing; fix it with: pip install '{req}' (or make setup)"))
+        elif not req.specifier.contains(version, prereleases=True):
+            problems.append((req.name, f"{version} is outside the course's pin {req.specifier}; fix it with: pip install '{req}'"))
+    return problems
+
+
+def resource_rows() -> list[tuple[str, str, bool]]:
+    """Memory and free disk, for the record (make course peaks near 6 GB; set-up needs 6 GB of disk)."""
+    import shutil
+
+    import psutil
+
+    memory = psutil.virtual_memory()
+    free_disk = shutil.disk_usage(config.repo_root()).free
+    return [
+        ("memory", f"{memory.total / 1e9:.1f} GB, {memory.available / 1e9:.1f} GB free (make course peaks near 6 GB)", True),
+        ("disk", f"{free_disk / 1e9:.1f} GB free beside the course", True),
+    ]
+
+
+def _offline_file(label: str) -> str:
+    """The file an offline package ships (found without importing it); raises when it is missing."""
+    from . import data, models
+
+    if label.startswith("chat model"):
+        return str(models.gguf_path(config.SMOLLM2_GGUF))
+    if label.startswith("price data"):
+        return str(data.mercari_path())
+    return str(models.package_dir(OFFLINE_PACKAGES[label]))
+
+
 def checks(profile: config.Profile, try_server: bool = True) -> list[tuple[str, str, bool]]:
     """(name, detail, ok) rows; the report and the exit code both come from these."""
     from . import models
@@ -43,10 +101,20 @@ def checks(profile: config.Profile, try_server: bool = True) -> list[tuple[str, 
         ("python", platform.python_version(), sys.version_info >= (3, 11)),
         ("profile", f"{profile.name}: {profile.description}", True),
     ]
+    pins = pinned_requirements("cpu" if profile.offline else "colab")
+    shown = set()
     for lib in LIBRARIES:
         version = _version(lib)
         optional = lib == "llama-cpp-python" and not profile.offline
-        rows.append((lib, version, version != "missing" or optional))
+        if version == "missing" and not optional:
+            pin = pins.get(lib)
+            version = f"missing; fix it with: pip install '{pin or lib}' (or make setup)"
+        rows.append((lib, version, not version.startswith("missing") or optional))
+        shown.add(lib)
+    problems = [(name, why) for name, why in requirement_problems(pins) if name not in shown]
+    rows += [(name, why, False) for name, why in problems]
+    if pins and not problems:
+        rows.append(("other course packages", f"all {len(pins) - len(shown & set(pins))} installed within their pins", True))
     try:
         rows.append(("device", models.describe_device(), True))
         bf16 = models.cuda_has_native_bf16()
@@ -57,10 +125,10 @@ def checks(profile: config.Profile, try_server: bool = True) -> list[tuple[str, 
     rows.append(("bitsandbytes", bnb, True))  # notebooks explain the fallback when it is missing
     for label, source in OFFLINE_PACKAGES.items():
         try:
-            where = models.package_dir(source)
-            rows.append((label, str(where), True))
-        except models.MissingModelPackageError as exc:
+            rows.append((label, _offline_file(label), True))
+        except (models.MissingModelPackageError, RuntimeError) as exc:  # DataSourceError is a RuntimeError
             rows.append((label, str(exc), not profile.offline))
+    rows += resource_rows()
     for name, status in secrets.key_status().items():
         rows.append((name, status, not status.startswith("invalid")))
     if try_server and profile.offline:
@@ -91,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", help=f"one of {', '.join(config.PROFILES)} (default: ${config.PROFILE_ENV} or offline)")
     parser.add_argument("--no-server", action="store_true", help="skip starting the local LLM server")
     args = parser.parse_args(argv)
+    from .secrets import load_dotenv_once
+
+    load_dotenv_once()  # before the profile: COURSE_PROFILE may be set in .env, as for the notebooks
     try:
         profile = config.get_profile(args.profile)
     except config.UnknownProfileError as exc:

@@ -80,8 +80,8 @@ def resolve_inputs(
 ) -> dict[str, str]:
     """{role: stored model name} for each input, checked to exist on both splits.
 
-    When several stored models match a role (the specialist decoded greedily and by
-    expected value, say), the one with the lowest RMSLE on the fitting split wins:
+    When several stored models match a role (the specialist's greedy and weighted readings,
+    say), the one with the lowest RMSLE on the fitting split wins:
     the choice never looks at the evaluation split.
     """
     from . import results

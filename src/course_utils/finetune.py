@@ -4,7 +4,8 @@ The same file of conversations (system, user, assistant-with-the-price) feeds
   * OpenAI's fine-tuning API (upload, create a job, poll it), when a key is set, and
   * TRL's SFTTrainer on the local model, as a conversational prompt-completion data
     set whose loss covers only the assistant's answer;
-and `qlora_*` trains LoRA adapters on a 4-bit NF4 base model (notebook 09).
+and `load_qlora_model` with `sft_config(quantized=True)` trains LoRA adapters on a 4-bit NF4
+base model (notebook 09).
 
 Every artefact (JSONL files, adapters) is written to a temporary path and moved into
 place with `os.replace`, so an interrupted run never leaves a half-written file.

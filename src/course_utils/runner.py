@@ -122,6 +122,17 @@ def print_leaderboard(profile: str) -> None:
         print(f"(no leaderboard: {type(exc).__name__}: {exc})")
 
 
+def offline_chat_backend(profile: str, environ=os.environ) -> str | None:
+    """The COURSE_LLM the run sets: "local" in the offline profile unless COURSE_LLM is set already.
+
+    The offline run must stay offline and free even when `.env` holds an OpenAI key (notebook 08
+    would otherwise start a paid fine-tuning job); `COURSE_LLM=openai make course` still uses it.
+    """
+    if profile == "offline" and not environ.get("COURSE_LLM", "").strip():
+        return "local"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default=os.environ.get(config.PROFILE_ENV, config.DEFAULT_PROFILE))
@@ -141,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     if not paths:
         print("no notebooks matched", file=sys.stderr)
         return 2
+    backend = offline_chat_backend(profile.name)
+    if backend:
+        os.environ["COURSE_LLM"] = backend  # the kernels inherit it
+        print(f"chat backend: COURSE_LLM={backend} (the local llama.cpp server; set COURSE_LLM=openai to use your key)")
     print(f"running {len(paths)} notebooks in the {profile.name!r} profile; executed copies go to {out_dir}")
     runs = []
     for path in paths:

@@ -55,13 +55,18 @@ def mask_url(url: str | None) -> str:
 
 
 def load_dotenv_once(path: str | os.PathLike | None = None) -> Path | None:
-    """Load `.env` from the working folder or a parent, without overriding the environment."""
+    """Load `.env` from the working folder or a parent, else from the course checkout's top folder,
+    without overriding the environment (so `course-doctor` run from anywhere sees the same file)."""
     global _LOADED
     if _LOADED and path is None:
         return None
     from dotenv import find_dotenv, load_dotenv
 
+    from .config import repo_root
+
     found = str(path) if path else find_dotenv(usecwd=True)
+    if not found and (repo_root() / ".env").is_file():
+        found = str(repo_root() / ".env")
     _LOADED = True
     if found:
         load_dotenv(found, override=False)

@@ -103,7 +103,7 @@ def install_network_guard() -> None:
     def guarded(method):
         def inner(self, address):
             if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address):
-                raise NetworkBlockedError(f"network access to {address!r} is blocked in the offline profile")
+                raise NetworkBlockedError(f"network access to {address!r} is blocked: COURSE_BLOCK_NETWORK is on (make test and make benchmark set it), so nothing may leave this machine")
             return method(self, address)
 
         inner._course_guard = True
