@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 TEST_RESPONSES := build/test-responses.sqlite
 TEST_ENV := COURSE_PROFILE=ci COURSE_LLM=local COURSE_BLOCK_NETWORK=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 COURSE_RESPONSE_CACHE=$(CURDIR)/$(TEST_RESPONSES) COURSE_RESULTS=$(CURDIR)/build/test-results
 
-.PHONY: setup course test unit notebooks benchmark doctor lab strip
+.PHONY: setup course test unit notebooks benchmark doctor lab strip wheelhouse
 
 setup:
 	bash scripts/setup.sh
@@ -38,6 +38,10 @@ benchmark:
 doctor:
 	bash scripts/setup.sh
 	$(PY) -m course_utils.doctor
+
+## wheelhouse: a folder of wheels for installing on workshop seats without network (see the README)
+wheelhouse:
+	bash scripts/wheelhouse.sh build/wheelhouse
 
 lab:
 	bash scripts/setup.sh

@@ -4,8 +4,10 @@
 #   scripts/setup.sh          what the course needs (CPU torch, llama.cpp server, offline models/data, Jupyter Lab)
 #   scripts/setup.sh dev      the same plus the test tools (make unit)
 #   scripts/setup.sh test     dev plus Debian's headless Chromium for the browser test (make test)
+# COURSE_WHEELS=FOLDER installs from a folder made by scripts/wheelhouse.sh, with no network.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/torch_source.sh
 
 mode=${1:-course}
 python=${PYTHON:-python3}
@@ -23,6 +25,16 @@ stamp="$venv/.installed-$pins-${extras/,/-}"
 installed=false
 if [ -f "$stamp" ] || { [ "$extras" = cpu ] && [ -f "$venv/.installed-$pins-cpu-dev" ]; }; then
   installed=true
+fi
+
+# A workshop's wheel folder (scripts/wheelhouse.sh): install from it alone, without any package index.
+if [ -n "${COURSE_WHEELS:-}" ] && ! $installed; then
+  if [ ! -d "$COURSE_WHEELS" ]; then
+    echo "setup: COURSE_WHEELS=$COURSE_WHEELS is not a folder; point it at the folder scripts/wheelhouse.sh made" >&2
+    exit 1
+  fi
+  export PIP_NO_INDEX=1 PIP_FIND_LINKS="$(cd "$COURSE_WHEELS" && pwd)"
+  echo "setup: installing from the wheel folder $PIP_FIND_LINKS only (no package index)"
 fi
 
 # A full disk fails half-way through pip with "No space left on device"; say so before starting.
@@ -57,18 +69,13 @@ if ! $installed; then
   # reading and 20% faster generation than the portable AVX2 build), without the multimodal library
   # the course never loads: that halves the build.
   export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON -DLLAVA_BUILD=OFF}"
-  # torch first and pinned, so no other requirement can pull another build. On Linux, PyPI's torch
-  # is the CUDA build (several GB of NVIDIA libraries); without an NVIDIA GPU, and unless a local
-  # wheel folder already holds the pinned torch, take the CPU build from PyTorch's own index
-  # (COURSE_TORCH_INDEX overrides it).
-  torch_spec="torch==2.13.0"
+  # The pip lists come from pyproject.toml through the script that also writes environment.yml.
+  requirements() { "$venv/bin/python" scripts/sync_environment.py --print "$@"; }
+  # torch first and pinned, so no other requirement can pull another build (scripts/torch_source.sh).
+  torch_spec=$(requirements others "$extras" | grep '^torch==')
   torch_args=()
-  if [ -n "${COURSE_TORCH_INDEX:-}" ]; then
-    torch_args=(--extra-index-url "$COURSE_TORCH_INDEX")
-  elif [ "$(uname -s)" = Linux ] && ! command -v nvidia-smi >/dev/null 2>&1 \
-       && ! "$venv/bin/pip" install -q --dry-run --no-deps --no-index "$torch_spec" >/dev/null 2>&1; then
-    torch_args=(--extra-index-url https://download.pytorch.org/whl/cpu)
-  fi
+  index=$(torch_index "$venv" "$torch_spec")
+  [ -n "$index" ] && torch_args=(--extra-index-url "$index")
   "$venv/bin/pip" install -q ${torch_args[@]+"${torch_args[@]}"} "$torch_spec"
   # llama-cpp-python compiles from source; keep the wheel in a wheelhouse so the next clone
   # or venv on this machine installs it in seconds.
@@ -79,12 +86,14 @@ if ! $installed; then
   build_tag=$(printf '%s|%s|%s' "$(uname -m)" "$cpu_features" "$CMAKE_ARGS" | sha256sum | cut -c1-12)
   wheelhouse="${COURSE_WHEELHOUSE:-$HOME/.cache/llm-course/wheels}/$(uname -m)-$build_tag"
   mkdir -p "$wheelhouse"
-  # The pip lists come from pyproject.toml through the script that also writes environment.yml.
-  requirements() { "$venv/bin/python" scripts/sync_environment.py --print "$@"; }
   llama_req=$(requirements llama "$extras")
   build_pid=""
   if ! ls "$wheelhouse"/llama_cpp_python-*.whl >/dev/null 2>&1; then
-    echo "setup: building $llama_req once into $wheelhouse, while the rest installs"
+    if [ -n "${COURSE_WHEELS:-}" ]; then
+      echo "setup: taking $llama_req from the wheel folder into $wheelhouse"
+    else
+      echo "setup: building $llama_req once into $wheelhouse, while the rest installs"
+    fi
     # --no-cache-dir: pip's own wheel cache may hold a build made with other CMAKE_ARGS (CUDA, native).
     # Built beside the wheelhouse and moved in when whole, so an interrupted build leaves no half wheel.
     building=$(mktemp -d "$wheelhouse/.building-XXXXXX")

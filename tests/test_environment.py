@@ -87,9 +87,7 @@ def test_colab_installs_the_same_no_deps_pin_as_setup(repo_root):
 
 
 def test_setup_refuses_a_full_disk_before_touching_anything(repo_root, tmp_path):
-    (tmp_path / "scripts").mkdir()
-    (tmp_path / "scripts" / "setup.sh").write_text((repo_root / "scripts" / "setup.sh").read_text())
-    (tmp_path / "pyproject.toml").write_text((repo_root / "pyproject.toml").read_text())
+    _copy_setup(repo_root, tmp_path)
     env = {"PATH": "/usr/bin:/bin", "COURSE_MIN_FREE_GB": "1000000"}  # more than any disk has
     result = subprocess.run(["bash", "scripts/setup.sh"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 1
@@ -99,8 +97,34 @@ def test_setup_refuses_a_full_disk_before_touching_anything(repo_root, tmp_path)
 
 def _copy_setup(repo_root, tmp_path):
     (tmp_path / "scripts").mkdir()
-    (tmp_path / "scripts" / "setup.sh").write_text((repo_root / "scripts" / "setup.sh").read_text())
+    for script in ("setup.sh", "torch_source.sh"):
+        (tmp_path / "scripts" / script).write_text((repo_root / "scripts" / script).read_text())
     (tmp_path / "pyproject.toml").write_text((repo_root / "pyproject.toml").read_text())
+
+
+def test_a_venv_set_up_for_tests_serves_the_course_without_reinstalling(repo_root, tmp_path):
+    import hashlib
+
+    _copy_setup(repo_root, tmp_path)
+    pins = hashlib.sha256((tmp_path / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    (tmp_path / ".venv").mkdir()
+    (tmp_path / ".venv" / f".installed-{pins}-cpu-dev").touch()
+    env = {"PATH": "/usr/bin:/bin", "COURSE_MIN_FREE_GB": "1000000"}  # any install attempt would stop here
+    course = subprocess.run(["bash", "scripts/setup.sh"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert course.returncode == 0 and course.stdout.strip() == "setup: ready (.venv, extras: cpu)", course.stderr
+    # The other way round is not enough: a course-only venv lacks the test tools.
+    (tmp_path / ".venv" / f".installed-{pins}-cpu-dev").rename(tmp_path / ".venv" / f".installed-{pins}-cpu")
+    dev = subprocess.run(["bash", "scripts/setup.sh", "dev"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert dev.returncode == 1 and "needs about 1000000 GB" in dev.stderr
+
+
+def test_setup_names_a_wheel_folder_that_is_not_there(repo_root, tmp_path):
+    _copy_setup(repo_root, tmp_path)
+    env = {"PATH": "/usr/bin:/bin", "COURSE_WHEELS": str(tmp_path / "usb" / "wheelhouse")}
+    result = subprocess.run(["bash", "scripts/setup.sh"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert f"COURSE_WHEELS={tmp_path / 'usb' / 'wheelhouse'} is not a folder" in result.stderr
+    assert not (tmp_path / ".venv").exists()
 
 
 def test_setup_names_an_unknown_mode(repo_root, tmp_path):
