@@ -1,6 +1,7 @@
 import os
 import signal
 import socket
+import sys
 import time
 
 import pytest
@@ -210,3 +211,37 @@ def test_server_start_prunes_the_cache_logs_only(tmp_path, monkeypatch):
     with pytest.raises(llm.ServerStartError):
         llm.LocalServer(bogus, log_path=chosen / "llama-server-x.log").start(timeout=60)
     assert len(list(chosen.glob("llama-server-*.log"))) == llm.SERVER_LOGS_KEPT + 6
+
+
+def test_llama_server_is_installed_on_first_use_on_colab_only(monkeypatch, capsys):
+    import importlib.util
+    import types
+
+    requirement = llm.llama_server_requirement()
+    assert requirement.startswith("llama-cpp-python[server]") and "<0.4" in requirement  # pyproject's cpu pin
+    llm.ensure_llama_server(installer=lambda req: pytest.fail("installed though llama_cpp is present"))
+
+    real_find_spec = importlib.util.find_spec
+    present = {"llama_cpp": False}
+
+    def find_spec(name, *args):
+        if name == "llama_cpp" and not present[name]:
+            return None
+        return real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    with pytest.raises(llm.ServerStartError, match=r"llama-cpp-python is not installed.*make setup.*OPENAI_API_KEY"):
+        llm.ensure_llama_server(installer=lambda req: pytest.fail("never installs outside Colab"))
+
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    installed = []
+
+    def fake_pip(req):
+        installed.append(req)
+        present["llama_cpp"] = True
+
+    llm.ensure_llama_server(installer=fake_pip)
+    assert installed == [requirement] and "compiles once per Colab runtime" in capsys.readouterr().out
+    present["llama_cpp"] = False
+    with pytest.raises(llm.ServerStartError, match="still not importable"):
+        llm.ensure_llama_server(installer=lambda req: None)

@@ -132,6 +132,7 @@ class LocalServer:
     def start(self, timeout: float = 60.0) -> "LocalServer":
         if self.is_running():
             return self
+        ensure_llama_server()
         if not self.model_path.is_file():
             raise ServerStartError(f"model file not found: {self.model_path}")
         if self.requested_port is not None and port_in_use(self.requested_port, self.host):
@@ -196,6 +197,54 @@ class LocalServer:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
+
+
+LLAMA_DIST = "llama-cpp-python"
+
+
+def llama_server_requirement() -> str:
+    """The course's llama-cpp-python[server] pin (its `cpu` extra), from the installed package's metadata."""
+    from .doctor import pinned_requirements
+
+    req = pinned_requirements("cpu").get(LLAMA_DIST)
+    if req is None:
+        raise ServerStartError(f"the installed course package names no {LLAMA_DIST} pin; reinstall it (make setup)")
+    return str(req)
+
+
+def ensure_llama_server(installer=None) -> None:
+    """Make sure `python -m llama_cpp.server` can run: on Colab, install the pin on first use
+    (it compiles for several minutes, once per runtime); elsewhere, say how to install it.
+
+    `installer(requirement)` is what runs pip (tests pass their own).
+    """
+    import importlib
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is not None:
+        return
+    from .start import in_colab
+
+    requirement = llama_server_requirement()
+    if not in_colab():
+        raise ServerStartError(
+            f"{LLAMA_DIST} is not installed, so the local chat server cannot start; fix it with: make setup "
+            f"(or pip install '{requirement}'), or set OPENAI_API_KEY or COURSE_LLM_BASE_URL to use another server"
+        )
+    print(
+        f"Installing {requirement} for the local chat server: it compiles once per Colab runtime (several minutes). "
+        "An OPENAI_API_KEY in Colab's secrets skips this."
+    )
+    if installer is None:
+
+        def installer(req: str) -> None:
+            env = {**os.environ, "CMAKE_ARGS": os.environ.get("CMAKE_ARGS", "-DLLAVA_BUILD=OFF")}
+            subprocess.run([sys.executable, "-m", "pip", "install", "-q", req], check=True, env=env)
+
+    installer(requirement)
+    importlib.invalidate_caches()
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise ServerStartError(f"{LLAMA_DIST} is still not importable after installing {requirement}")
 
 
 _SERVER: LocalServer | None = None
