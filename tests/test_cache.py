@@ -135,6 +135,15 @@ def test_cached_chat_calls_the_server_once(tmp_path):
     assert store.stats() == {"entries": 2, "hits": 1, "misses": 2}
 
 
+def test_timed_repeats_show_the_model_once_then_the_cache(tmp_path):
+    store = cache.ResponseCache(tmp_path / "demo.sqlite")
+    with ScriptedServer([200, 200]) as server:
+        table = cache.timed_repeats(server.backend(), MESSAGES, store, times=3, temperature=0)
+    assert list(table.index) == [1, 2, 3] and list(table["answered by"]) == ["model", "cache", "cache"]
+    assert set(table["reply"]) == {"reply 1"} and len(server.requests) == 1
+    assert (table["seconds"] >= 0).all()
+
+
 def test_the_response_cache_file_can_be_set_apart(tmp_path, monkeypatch):
     """make test points COURSE_RESPONSE_CACHE at a fresh file, so the tests really ask the server."""
     monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "course-cache"))

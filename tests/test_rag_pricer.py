@@ -7,6 +7,7 @@ import pytest
 
 from course_utils.items import Item
 from course_utils.rag_pricer import (
+    FOREST_MODEL_NAME,
     EmbeddingForest,
     RAGPricer,
     build_messages,
@@ -184,3 +185,24 @@ def test_score_splits_counts_each_split_apart_and_stores_both(store, tmp_path, m
     table = summary_table(scored, stats, {"eval": scored["eval"]})
     assert list(table["split"]) == ["eval", "ensemble_val", "eval"]
     assert list(table["model's own number used"].iloc[:2]) == [0.5, 1.0]
+
+
+def test_forest_score_splits_stores_each_split_with_its_training_time(store, tmp_path, monkeypatch):
+    from course_utils import config, data, evaluation, results
+
+    monkeypatch.setenv("COURSE_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setattr(results, "_current_data_version", lambda profile: "test-data")
+    monkeypatch.setattr(data, "data_version", lambda profile=None, *a, **k: "test-data")
+    monkeypatch.setattr(evaluation, "_check_split", lambda *a, **k: None)
+    profile = config.get_profile("ci")
+    forest = EmbeddingForest(store, n_estimators=10, seed=0)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        forest.score_splits({"eval": [ITEM]}, profile)
+    forest.fit()
+    assert forest.train_seconds > 0
+    splits = {"eval": [ITEM, Item(id="a", title="PS4 controller black", price=30)], "ensemble_val": [Item(id="b", title="Xbox pad", price=28)]}
+    scored = forest.score_splits(splits, profile)
+    assert set(scored) == {"eval", "ensemble_val"} and scored["eval"].metrics["n_items"] == 2
+    stored = results.load_predictions(FOREST_MODEL_NAME, "eval", profile)
+    assert stored == pytest.approx(dict(zip([ITEM.id, "a"], forest.predict_many(splits["eval"]))))
+    assert set(results.load_predictions(FOREST_MODEL_NAME, "ensemble_val", profile)) == {"b"}

@@ -201,6 +201,23 @@ def cached_chat(
     return text
 
 
+def timed_repeats(backend, messages: list[dict], cache: ResponseCache, times: int = 2, **params: Any):
+    """The same request `times` times through `cache`: a DataFrame of each call's seconds, whether
+    the cache answered it, and the reply. Start from an empty cache to see a miss, then hits."""
+    import pandas as pd
+
+    rows = []
+    for call in range(1, times + 1):
+        hits = cache.hits
+        started = time.perf_counter()
+        text = cached_chat(backend, messages, cache=cache, **params)
+        rows.append({
+            "call": call, "seconds": round(time.perf_counter() - started, 4),
+            "answered by": "cache" if cache.hits > hits else "model", "reply": text.strip()[:60],
+        })  # fmt: skip
+    return pd.DataFrame(rows).set_index("call")
+
+
 def ask_chat(backend, messages: list[dict], use_cache: bool = True, cache: ResponseCache | None = None, **params: Any) -> str:
     """One chat completion for a pricer: through the response cache (`cached_chat`), or, with
     `use_cache=False`, one direct call."""

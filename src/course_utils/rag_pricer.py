@@ -227,9 +227,13 @@ class EmbeddingForest:
         )
         self.fitted = False
         self.n_train = 0
+        self.train_seconds = 0.0
 
     def fit(self, X: np.ndarray | None = None, prices: np.ndarray | None = None) -> "EmbeddingForest":
         """Fit on the given vectors and prices, by default on everything in the store."""
+        import time
+
+        started = time.perf_counter()
         if X is None or prices is None:
             X, prices, _ = self.store.training_matrix()
         prices = np.asarray(prices, dtype=float)
@@ -242,6 +246,7 @@ class EmbeddingForest:
         self.model.fit(np.asarray(X), np.log1p(prices))
         self.fitted = True
         self.n_train = len(prices)
+        self.train_seconds = time.perf_counter() - started
         return self
 
     def predict_vectors(self, X: np.ndarray) -> np.ndarray:
@@ -254,6 +259,19 @@ class EmbeddingForest:
 
     def __call__(self, item: Item) -> float:
         return self.predict_many([item])[0]
+
+    def score_splits(self, splits: dict[str, Sequence[Item]], profile: config.Profile | None = None) -> dict:
+        """Price and score each named split ({"eval": items, ...}) into the results store, with the
+        training time among the timings. Returns {split: EvalResult}."""
+        from .evaluation import score_timed
+
+        if not self.fitted:
+            raise RuntimeError("the embedding forest is not fitted yet: call fit() first")
+        return {
+            split: score_timed(self.name, items, self.predict_many, profile, split,
+                               extra={"kind": "embedding"}, timings={"train_s": round(self.train_seconds, 1)})
+            for split, items in splits.items()
+        }  # fmt: skip
 
 
 def summary_table(rag_results: dict, rag_stats: dict, forest_results: dict):
