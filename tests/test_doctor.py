@@ -53,9 +53,9 @@ def test_the_profile_can_come_from_dotenv(clean_env, tmp_path, capsys):
 def test_unmet_pins_are_named_with_the_command_that_fixes_them():
     from packaging.requirements import Requirement
 
-    cpu = doctor.pinned_requirements("cpu")
+    cpu = config.pinned_requirements("cpu")
     assert "torch" in cpu and "jupyterlab" in cpu and "pytest" not in cpu  # the dev extra is not the course's
-    assert "torch" not in doctor.pinned_requirements("colab")  # Colab keeps its own CUDA torch
+    assert "torch" not in config.pinned_requirements("colab")  # Colab keeps its own CUDA torch
     assert doctor.requirement_problems({name: cpu[name] for name in ("torch", "openai")}) == []
     problems = dict(doctor.requirement_problems({"a": Requirement("surely-not-installed-pkg>=1"), "b": Requirement("pytest<1")}))
     assert problems["surely-not-installed-pkg"] == "missing; fix it with: pip install 'surely-not-installed-pkg>=1' (or make setup)"

@@ -406,3 +406,26 @@ def data_dir() -> Path:
 def results_dir() -> Path:
     """Where metrics, leaderboards and learner-made artefacts go: $COURSE_RESULTS, else <checkout>/results."""
     return folder_from_env(RESULTS_ENV, repo_root() / "results")
+
+
+DISTRIBUTION = "course-utils"  # pyproject's [project] name: its installed metadata lists every pin
+
+
+def pinned_requirements(extra: str) -> dict[str, object]:
+    """{normalised name: packaging Requirement} of the course for one extra ("cpu" or "colab"),
+    read from the installed package's metadata, so a pip install from git (Colab) has it too."""
+    import importlib.metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    try:
+        declared = importlib.metadata.requires(DISTRIBUTION) or []
+    except importlib.metadata.PackageNotFoundError:
+        return {}
+    pins = {}
+    for line in declared:
+        req = Requirement(line)
+        if req.marker is None or req.marker.evaluate({"extra": extra}):
+            pins[canonicalize_name(req.name)] = req
+    return pins

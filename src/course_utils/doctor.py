@@ -33,27 +33,6 @@ def _version(dist: str) -> str:
         return "missing"
 
 
-DISTRIBUTION = "course-utils"  # pyproject's [project] name: its installed metadata lists every pin
-
-
-def pinned_requirements(extra: str) -> dict[str, object]:
-    """{normalised name: packaging Requirement} of the course for one extra ("cpu" or "colab"),
-    read from the installed package's metadata, so a pip install from git (Colab) has it too."""
-    from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
-
-    try:
-        declared = importlib.metadata.requires(DISTRIBUTION) or []
-    except importlib.metadata.PackageNotFoundError:
-        return {}
-    pins = {}
-    for line in declared:
-        req = Requirement(line)
-        if req.marker is None or req.marker.evaluate({"extra": extra}):
-            pins[canonicalize_name(req.name)] = req
-    return pins
-
-
 def requirement_problems(pins: dict[str, object]) -> list[tuple[str, str]]:
     """(package, what is wrong and the pip command that fixes it) for each pin not met here."""
     problems = []
@@ -101,7 +80,7 @@ def checks(profile: config.Profile, try_server: bool = True) -> list[tuple[str, 
         ("python", platform.python_version(), sys.version_info >= (3, 11)),
         ("profile", f"{profile.name}: {profile.description}", True),
     ]
-    pins = pinned_requirements("cpu" if profile.offline else "colab")
+    pins = config.pinned_requirements("cpu" if profile.offline else "colab")
     shown = set()
     for lib in LIBRARIES:
         version = _version(lib)

@@ -204,9 +204,7 @@ LLAMA_DIST = "llama-cpp-python"
 
 def llama_server_requirement() -> str:
     """The course's llama-cpp-python[server] pin (its `cpu` extra), from the installed package's metadata."""
-    from .doctor import pinned_requirements
-
-    req = pinned_requirements("cpu").get(LLAMA_DIST)
+    req = config.pinned_requirements("cpu").get(LLAMA_DIST)
     if req is None:
         raise ServerStartError(f"the installed course package names no {LLAMA_DIST} pin; reinstall it (make setup)")
     return str(req)
