@@ -27,6 +27,27 @@ if [ -f "$stamp" ] || { [ "$extras" = cpu ] && [ -f "$venv/.installed-$pins-cpu-
   installed=true
 fi
 
+# llama.cpp built for this processor (AVX-512 where it has it: on 2 cores about 10% faster prompt
+# reading and 20% faster generation than the portable AVX2 build), without the multimodal library
+# the course never loads: that halves the build.
+export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON -DLLAVA_BUILD=OFF}"
+# llama-cpp-python compiles from source; keep the wheel in a wheelhouse so the next clone
+# or venv on this machine installs it in seconds.
+# One build per instruction set and build flags: a wheelhouse shared between machines never hands
+# one a build its processor cannot run. The wheel is tagged py3-none (it loads libllama with ctypes),
+# so one build serves every supported Python.
+cpu_features=$(grep -m1 -E '^(flags|Features)' /proc/cpuinfo 2>/dev/null || sysctl -n machdep.cpu.features machdep.cpu.leaf7_features 2>/dev/null || true)
+build_tag=$(printf '%s|%s|%s' "$(uname -m)" "$cpu_features" "$CMAKE_ARGS" | sha256sum | cut -c1-12)
+wheelhouse="${COURSE_WHEELHOUSE:-${HOME:-/tmp}/.cache/llm-course/wheels}/$(uname -m)-$build_tag"
+# llama.cpp compiles unless a wheel is at hand: say so now, not after every other download.
+if ! $installed && [ -z "${COURSE_WHEELS:-}" ] && ! ls "$wheelhouse"/llama_cpp_python-*.whl >/dev/null 2>&1 \
+   && ! command -v c++ >/dev/null 2>&1 && ! command -v g++ >/dev/null 2>&1 && ! command -v clang++ >/dev/null 2>&1; then
+  echo "setup: llama-cpp-python compiles from source here and no C++ compiler was found;" \
+       "install one (Debian/Ubuntu: sudo apt install build-essential; macOS: xcode-select --install)," \
+       "or install from a workshop wheel folder with COURSE_WHEELS (see the README)" >&2
+  exit 1
+fi
+
 # A workshop's wheel folder (scripts/wheelhouse.sh): install from it alone, without any package index.
 if [ -n "${COURSE_WHEELS:-}" ] && ! $installed; then
   if [ ! -d "$COURSE_WHEELS" ]; then
@@ -65,10 +86,6 @@ if ! $installed; then
   fi
   echo "setup: installing the course ($extras); the first time builds llama.cpp (~4 min on 2 cores)"
   "$venv/bin/python" -m pip install -q --upgrade pip
-  # llama.cpp built for this processor (AVX-512 where it has it: on 2 cores about 10% faster prompt
-  # reading and 20% faster generation than the portable AVX2 build), without the multimodal library
-  # the course never loads: that halves the build.
-  export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON -DLLAVA_BUILD=OFF}"
   # The pip lists come from pyproject.toml through the script that also writes environment.yml.
   requirements() { "$venv/bin/python" scripts/sync_environment.py --print "$@"; }
   # torch first and pinned, so no other requirement can pull another build (scripts/torch_source.sh).
@@ -77,14 +94,6 @@ if ! $installed; then
   index=$(torch_index "$venv" "$torch_spec")
   [ -n "$index" ] && torch_args=(--extra-index-url "$index")
   "$venv/bin/pip" install -q ${torch_args[@]+"${torch_args[@]}"} "$torch_spec"
-  # llama-cpp-python compiles from source; keep the wheel in a wheelhouse so the next clone
-  # or venv on this machine installs it in seconds.
-  # One build per instruction set and build flags: a wheelhouse shared between machines never hands
-  # one a build its processor cannot run. The wheel is tagged py3-none (it loads libllama with ctypes),
-  # so one build serves every supported Python.
-  cpu_features=$(grep -m1 -E '^(flags|Features)' /proc/cpuinfo 2>/dev/null || sysctl -n machdep.cpu.features machdep.cpu.leaf7_features 2>/dev/null || true)
-  build_tag=$(printf '%s|%s|%s' "$(uname -m)" "$cpu_features" "$CMAKE_ARGS" | sha256sum | cut -c1-12)
-  wheelhouse="${COURSE_WHEELHOUSE:-$HOME/.cache/llm-course/wheels}/$(uname -m)-$build_tag"
   mkdir -p "$wheelhouse"
   llama_req=$(requirements llama "$extras")
   build_pid=""

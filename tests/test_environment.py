@@ -118,6 +118,24 @@ def test_a_venv_set_up_for_tests_serves_the_course_without_reinstalling(repo_roo
     assert dev.returncode == 1 and "needs about 1000000 GB" in dev.stderr
 
 
+def test_setup_asks_for_a_compiler_before_downloading_anything(repo_root, tmp_path):
+    """With no llama.cpp wheel at hand and no C++ compiler, set-up stops before making a venv."""
+    import os
+
+    _copy_setup(repo_root, tmp_path)
+    bin_dir = tmp_path / "bin"  # this machine's commands, minus every C++ compiler
+    bin_dir.mkdir()
+    for folder in [f for f in ("/usr/local/bin", "/usr/bin", "/bin") if os.path.isdir(f)]:
+        for tool in os.listdir(folder):
+            if "++" not in tool and not (bin_dir / tool).exists():
+                (bin_dir / tool).symlink_to(os.path.join(folder, tool))
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path / "home"), "COURSE_MIN_FREE_GB": "0"}
+    result = subprocess.run(["bash", "scripts/setup.sh"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "no C++ compiler was found" in result.stderr and "COURSE_WHEELS" in result.stderr
+    assert not (tmp_path / ".venv").exists()
+
+
 def test_setup_names_a_wheel_folder_that_is_not_there(repo_root, tmp_path):
     _copy_setup(repo_root, tmp_path)
     env = {"PATH": "/usr/bin:/bin", "COURSE_WHEELS": str(tmp_path / "usb" / "wheelhouse")}
