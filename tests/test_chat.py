@@ -127,6 +127,15 @@ def test_structured_table_has_a_row_per_text_valid_or_not(scripted):
     assert server.requests[0]["messages"][:2] == [chat.system("Extract."), chat.user("Sony headphones, 120")]
 
 
+def test_structured_table_keeps_the_input_beside_a_field_of_the_same_name(scripted):
+    class Note(BaseModel):
+        text: str
+
+    server, backend = scripted(['{"text": "a summary"}'])
+    table = chat.structured_table(backend, ["the long input"], Note, "Summarise.", progress=False)
+    assert table.loc[0, "text"] == "the long input" and table.loc[0, "text (field)"] == "a summary"
+
+
 # --- tools ------------------------------------------------------------------------------
 def test_seller_earnings_follow_the_fee_policy():
     assert chat.seller_earnings(40) == {"price": 40, "selling_fee": 4.0, "processing_fee": 1.66, "seller_earns": 34.34}

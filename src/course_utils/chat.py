@@ -225,7 +225,10 @@ def structured_table(
     for text in tqdm(list(texts), desc="extracting", disable=not progress):
         try:
             result = structured_chat(backend, [system(instruction), user(text)], schema, retries=retries, **kwargs)
-            rows.append({"text": text, "valid": True, **result.model_dump()})
+            row = {"text": text, "valid": True}
+            # A schema field called "text" or "valid" gets its own column instead of replacing these.
+            row.update({f"{name} (field)" if name in row else name: value for name, value in result.model_dump().items()})
+            rows.append(row)
         except StructuredOutputError as error:
             rows.append({"text": text, "valid": False, "error": str(error)[:120]})
     return pd.DataFrame(rows)
