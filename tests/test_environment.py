@@ -97,7 +97,7 @@ def test_setup_refuses_a_full_disk_before_touching_anything(repo_root, tmp_path)
 
 def _copy_setup(repo_root, tmp_path):
     (tmp_path / "scripts").mkdir()
-    for script in ("setup.sh", "torch_source.sh"):
+    for script in ("setup.sh", "pip_sources.sh"):
         (tmp_path / "scripts" / script).write_text((repo_root / "scripts" / script).read_text())
     (tmp_path / "pyproject.toml").write_text((repo_root / "pyproject.toml").read_text())
 

@@ -19,11 +19,22 @@ LIBRARIES = (
     "torch", "transformers", "trl", "peft", "accelerate", "datasets", "sentence-transformers",
     "bitsandbytes", "openai", "langchain", "chromadb", "gradio", "llama-cpp-python", "scikit-learn",
 )  # fmt: skip
-OFFLINE_PACKAGES = {
-    "chat model (SmolLM2 GGUF)": config.SMOLLM2_GGUF,
-    "embedding model (MiniLM)": config.MINILM,
-    "price data (Mercari)": config.MERCARI,
-}
+
+
+def _offline_files() -> dict:
+    """{label: a function giving the file or folder an offline package ships}; each raises, naming
+    the pip fix, when the package or its file is missing (found without importing the package)."""
+    from . import data, models
+
+    return {
+        "chat model (SmolLM2 GGUF)": lambda: models.gguf_path(config.SMOLLM2_GGUF),
+        "embedding model (MiniLM)": lambda: models.package_dir(config.MINILM),
+        "price data (Mercari)": data.mercari_path,
+    }
+
+
+def _missing(requirement) -> str:
+    return f"missing; fix it with: pip install '{requirement}' (or make setup)"
 
 
 def _version(dist: str) -> str:
@@ -39,7 +50,7 @@ def requirement_problems(pins: dict[str, object]) -> list[tuple[str, str]]:
     for name, req in pins.items():
         version = _version(req.name)
         if version == "missing":
-            problems.append((req.name, f"missing; fix it with: pip install '{req}' (or make setup)"))
+            problems.append((req.name, _missing(req)))
         elif not req.specifier.contains(version, prereleases=True):
             problems.append((req.name, f"{version} is outside the course's pin {req.specifier}; fix it with: pip install '{req}'"))
     return problems
@@ -59,17 +70,6 @@ def resource_rows() -> list[tuple[str, str, bool]]:
     ]
 
 
-def _offline_file(label: str) -> str:
-    """The file an offline package ships (found without importing it); raises when it is missing."""
-    from . import data, models
-
-    if label.startswith("chat model"):
-        return str(models.gguf_path(config.SMOLLM2_GGUF))
-    if label.startswith("price data"):
-        return str(data.mercari_path())
-    return str(models.package_dir(OFFLINE_PACKAGES[label]))
-
-
 def checks(profile: config.Profile, try_server: bool = True) -> list[tuple[str, str, bool]]:
     """(name, detail, ok) rows; the report and the exit code both come from these."""
     from . import models
@@ -86,8 +86,7 @@ def checks(profile: config.Profile, try_server: bool = True) -> list[tuple[str, 
         version = _version(lib)
         optional = lib == "llama-cpp-python" and not profile.offline
         if version == "missing" and not optional:
-            pin = pins.get(lib)
-            version = f"missing; fix it with: pip install '{pin or lib}' (or make setup)"
+            version = _missing(pins.get(lib, lib))
         rows.append((lib, version, not version.startswith("missing") or optional))
         shown.add(lib)
     problems = [(name, why) for name, why in requirement_problems(pins) if name not in shown]
@@ -102,9 +101,9 @@ def checks(profile: config.Profile, try_server: bool = True) -> list[tuple[str, 
         rows.append(("device", f"torch missing: {exc}", False))
     bnb = models.bitsandbytes_status()
     rows.append(("bitsandbytes", bnb, True))  # notebooks explain the fallback when it is missing
-    for label, source in OFFLINE_PACKAGES.items():
+    for label, find in _offline_files().items():
         try:
-            rows.append((label, _offline_file(label), True))
+            rows.append((label, str(find()), True))
         except (models.MissingModelPackageError, RuntimeError) as exc:  # DataSourceError is a RuntimeError
             rows.append((label, str(exc), not profile.offline))
     rows += resource_rows()
