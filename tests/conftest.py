@@ -24,3 +24,22 @@ def clean_env(monkeypatch):
 @pytest.fixture(scope="session", autouse=True)
 def _ci_profile():
     os.environ.setdefault("COURSE_PROFILE", "ci")
+
+
+def _listing(folder: Path):
+    return sorted((str(p.relative_to(folder)), p.stat().st_mtime_ns) for p in folder.rglob("*")) if folder.is_dir() else None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _learners_results_untouched():
+    """When COURSE_RESULTS points elsewhere (make test does), no test may create or change the checkout's results/:
+    that folder holds the learner's leaderboard, stores and adapters."""
+    from course_utils import config
+
+    folder = ROOT / "results"
+    if config.path_from_env("COURSE_RESULTS") in (None, folder):
+        yield
+        return
+    before = _listing(folder)
+    yield
+    assert _listing(folder) == before, f"a test created or changed {folder}: give it tmp_path (COURSE_RESULTS or config.repo_root)"

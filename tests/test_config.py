@@ -99,13 +99,15 @@ def test_paths_follow_environment(tmp_path, monkeypatch):
     assert config.get_profile("ci").work_dir == tmp_path / "results" / "ci"
 
 
-def test_folders_from_the_environment_expand_home_and_anchor_relative_paths(tmp_path, monkeypatch, repo_root):
+def test_folders_from_the_environment_expand_home_and_anchor_relative_paths(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("COURSE_RESULTS", "~/llm-results")  # as written in a .env, which does not expand ~
     assert config.results_dir() == tmp_path / "llm-results"
     monkeypatch.setenv("COURSE_RESULTS", "build/test-results-relative")  # the same folder from any working directory
     monkeypatch.chdir(tmp_path)
-    assert config.results_dir() == repo_root / "build" / "test-results-relative"
+    checkout = tmp_path / "checkout"  # stands in for the real one, which a test run must leave as it found it
+    monkeypatch.setattr(config, "repo_root", lambda: checkout)
+    assert config.results_dir() == checkout / "build" / "test-results-relative"
     (tmp_path / "a-file").write_text("x")
     monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "a-file"))
     with pytest.raises(ValueError, match="COURSE_CACHE=.*names a file, not a folder"):

@@ -113,6 +113,7 @@ def test_on_colab_results_go_to_drive_when_it_is_mounted(monkeypatch, tmp_path, 
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     monkeypatch.setattr(start_module, "install_colab_model_packages", lambda: [])
     monkeypatch.setenv("COURSE_RESULTS", "")  # unset for the code, restored after the test
+    monkeypatch.setattr(config, "repo_root", lambda: tmp_path / "checkout")  # the default results/ goes here, not into ours
     monkeypatch.setenv(config.PROFILE_ENV, "ci")
     drive = tmp_path / "drive" / "MyDrive"
     monkeypatch.setattr(start_module, "COLAB_DRIVE", drive)
