@@ -1,9 +1,16 @@
 # Sourced by scripts/setup.sh and scripts/wheelhouse.sh, which both set $venv first.
 
 # requirements LIST [EXTRAS]: one pip requirement a line, from pyproject.toml through the script
-# that also writes environment.yml (lists: llama, others, no-deps). Into an array, without mapfile
-# (macOS ships bash 3.2): IFS=$'\n' read -r -d '' -a NAME < <(requirements ...; printf '\0')
+# that also writes environment.yml (lists: llama, others, no-deps).
 requirements() { "$venv/bin/python" scripts/sync_environment.py --print "$@"; }
+
+# read_requirements NAME LIST [EXTRAS]: the same lines into the array NAME, without mapfile
+# (macOS ships bash 3.2).
+read_requirements() {
+  local name=$1
+  shift
+  IFS=$'\n' read -r -d '' -a "$name" < <(requirements "$@"; printf '\0')
+}
 
 # torch_index SPEC: the index to add for the pinned torch, or nothing. On Linux, PyPI's torch is
 # the CUDA build (several GB of NVIDIA libraries); without an NVIDIA GPU, and unless a local

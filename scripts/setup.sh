@@ -107,8 +107,7 @@ if ! $installed; then
     build_pid=$!
   fi
   # Everything but llama-cpp-python installs while it compiles (a new machine saves about 2 minutes).
-  # (read line by line rather than with mapfile: macOS ships bash 3.2)
-  IFS=$'\n' read -r -d '' -a others < <(requirements others "$extras"; printf '\0')
+  read_requirements others others "$extras"
   "$venv/bin/pip" install -q "${others[@]}"
   if [ -n "$build_pid" ] && ! wait "$build_pid"; then
     echo "setup: building llama-cpp-python failed (see above); it needs a C++ compiler and cmake" >&2
@@ -116,7 +115,7 @@ if ! $installed; then
   fi
   "$venv/bin/pip" install -q --find-links "$wheelhouse" -e ".[$extras]"
   # Packages we only read files from, without their own dependencies (see pyproject.toml).
-  IFS=$'\n' read -r -d '' -a nodeps < <(requirements no-deps; printf '\0')
+  read_requirements nodeps no-deps
   "$venv/bin/pip" install -q --no-deps "${nodeps[@]}"
   rm -f "$venv"/.installed-*
   touch "$stamp"

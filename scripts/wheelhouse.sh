@@ -20,14 +20,14 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
 if ! ls "$out"/llama_cpp_python-*.whl >/dev/null 2>&1; then
-  echo "wheelhouse: building $(requirements llama "$extras") for any AVX2 processor (~4 min on 2 cores)"
-  CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF" \
-    "$venv/bin/pip" wheel -q --no-deps --no-cache-dir -w "$out" "$(requirements llama "$extras")"
+  llama_req=$(requirements llama "$extras")
+  echo "wheelhouse: building $llama_req for any AVX2 processor (~4 min on 2 cores)"
+  CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF" "$venv/bin/pip" wheel -q --no-deps --no-cache-dir -w "$out" "$llama_req"
 fi
 llama_wheel=$(ls "$out"/llama_cpp_python-*.whl | head -1)
 llama_version=$(basename "$llama_wheel" | cut -d- -f2)
 
-IFS=$'\n' read -r -d '' -a others < <(requirements others "$extras"; printf '\0')
+read_requirements others others "$extras"
 index=$(torch_index "$(printf '%s\n' "${others[@]}" | grep '^torch==')")
 echo "wheelhouse: collecting every other wheel into $out"
 # llama-cpp-python pinned to the wheel just built, so pip resolves its server extras around it and
@@ -35,7 +35,7 @@ echo "wheelhouse: collecting every other wheel into $out"
 # the course's own package without an index.
 "$venv/bin/pip" wheel -q --find-links "$out" -w "$out" ${index:+--extra-index-url "$index"} \
   pip "setuptools>=68" wheel "llama-cpp-python[server]==$llama_version" "${others[@]}"
-IFS=$'\n' read -r -d '' -a nodeps < <(requirements no-deps; printf '\0')
+read_requirements nodeps no-deps
 "$venv/bin/pip" wheel -q --no-deps -w "$out" "${nodeps[@]}"
 rm -f "$out"/course_utils-*.whl  # the course itself installs from the checkout
 echo "wheelhouse: $(ls "$out"/*.whl | wc -l) wheels, $(du -sh "$out" | cut -f1), for" \

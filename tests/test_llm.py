@@ -245,3 +245,16 @@ def test_llama_server_is_installed_on_first_use_on_colab_only(monkeypatch, capsy
     present["llama_cpp"] = False
     with pytest.raises(llm.ServerStartError, match="still not importable"):
         llm.ensure_llama_server(installer=lambda req: None)
+
+    # Without an installer of its own, pip runs through start.pip_install, building without the multimodal library.
+    start = importlib.import_module("course_utils.start")  # the module: the package exports start() under that name
+    runs = []
+
+    def fake_pip_install(*args, env=None):
+        runs.append((args, env["CMAKE_ARGS"]))
+        present["llama_cpp"] = True
+
+    monkeypatch.delenv("CMAKE_ARGS", raising=False)
+    monkeypatch.setattr(start, "pip_install", fake_pip_install)
+    llm.ensure_llama_server()
+    assert runs == [((requirement,), "-DLLAVA_BUILD=OFF")]

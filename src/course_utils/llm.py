@@ -216,12 +216,12 @@ def ensure_llama_server(installer=None) -> None:
 
     `installer(requirement)` is what runs pip (tests pass their own).
     """
-    import importlib
+    import functools
     import importlib.util
 
     if importlib.util.find_spec("llama_cpp") is not None:
         return
-    from .start import in_colab
+    from .start import in_colab, pip_install
 
     requirement = llama_server_requirement()
     if not in_colab():
@@ -233,12 +233,8 @@ def ensure_llama_server(installer=None) -> None:
         f"Installing {requirement} for the local chat server: it compiles once per Colab runtime (several minutes). "
         "An OPENAI_API_KEY in Colab's secrets skips this."
     )
-    if installer is None:
-
-        def installer(req: str) -> None:
-            env = {**os.environ, "CMAKE_ARGS": os.environ.get("CMAKE_ARGS", "-DLLAVA_BUILD=OFF")}
-            subprocess.run([sys.executable, "-m", "pip", "install", "-q", req], check=True, env=env)
-
+    if installer is None:  # without the multimodal library the course never loads, as scripts/setup.sh builds it
+        installer = functools.partial(pip_install, env={**os.environ, "CMAKE_ARGS": os.environ.get("CMAKE_ARGS", "-DLLAVA_BUILD=OFF")})
     installer(requirement)
     importlib.invalidate_caches()
     if importlib.util.find_spec("llama_cpp") is None:

