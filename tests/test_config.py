@@ -153,3 +153,15 @@ def test_full_fine_tune_model_fits_the_profile():
         profile = config.get_profile(name)
         assert profile.sft_model.hub_id and profile.sft_model != profile.chat_model
         assert any(size in profile.sft_model.hub_id for size in ("135M", "360M", "0.5B"))
+
+
+def test_each_profile_names_a_model_for_every_server_role():
+    for profile in config.PROFILES.values():
+        assert profile.frontier_model.short_name and profile.bulk_model.short_name
+    offline = config.get_profile("offline")
+    assert offline.frontier_model is config.QWEN_1_5B_GGUF and offline.frontier_model.offline
+    assert offline.chat_model is config.SMOLLM2_GGUF  # transformers and training keep the small model
+    assert config.get_profile("ci").frontier_model is config.QWEN_0_5B_GGUF
+    assert offline.size("llm_eval_items") <= offline.size("eval_items")
+    table = {row["profile"]: row for row in config.profiles_table()}
+    assert table["offline"]["local frontier stand-in"].startswith("qwen2.5-coder-1.5b")

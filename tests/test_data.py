@@ -338,6 +338,8 @@ def test_eval_and_ensemble_sets_are_fixed_slices(small_profile, monkeypatch):
     stack = data.baseline_val_set(small_profile)
     assert {it.id for it in stack} == {it.id for it in splits.val} - {it.id for it in ens}
     assert [it.id for it in data.split_items("baseline_val", small_profile)] == [it.id for it in stack]
+    head = data.split_items("eval_llm", small_profile)  # the chat pricers' share: the eval set's first items
+    assert [it.id for it in head] == [it.id for it in ev[: small_profile.size("llm_eval_items")]] and head
     with pytest.raises(ValueError):
         data.split_items("holdout", small_profile)
 

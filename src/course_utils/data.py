@@ -756,6 +756,14 @@ def eval_set(profile: config.Profile | None = None) -> list[Item]:
     return _seeded_slice(load_splits(profile).test, profile.size("eval_items"), profile.seed, "eval")
 
 
+def llm_eval_set(profile: config.Profile | None = None) -> list[Item]:
+    """The first `llm_eval_items` of the evaluation set: where pricers that ask a chat model once per
+    item are scored when the whole set would take too long on a CPU (notebook 08). The eval set is a
+    seeded random slice, so its head is one too; score a baseline here as well to compare like with like."""
+    profile = profile or config.get_profile()
+    return eval_set(profile)[: profile.size("llm_eval_items")]
+
+
 def ensemble_val_set(profile: config.Profile | None = None) -> list[Item]:
     """A seeded slice of the validation split that the ensemble (notebook 12) is fitted on."""
     profile = profile or config.get_profile()
@@ -770,7 +778,7 @@ def baseline_val_set(profile: config.Profile | None = None) -> list[Item]:
     return [it for it in load_splits(profile).val if it.id not in taken]
 
 
-SPLIT_NAMES = ("train", "val", "test", "eval", "ensemble_val", "baseline_val")
+SPLIT_NAMES = ("train", "val", "test", "eval", "eval_llm", "ensemble_val", "baseline_val")
 
 
 def check_split_name(split: str) -> str:
@@ -781,10 +789,12 @@ def check_split_name(split: str) -> str:
 
 
 def split_items(split: str, profile: config.Profile | None = None) -> list[Item]:
-    """Items of a named split: 'train', 'val', 'test', 'eval', 'ensemble_val' or 'baseline_val'."""
+    """Items of a named split: 'train', 'val', 'test', 'eval', 'eval_llm', 'ensemble_val' or 'baseline_val'."""
     check_split_name(split)
     if split == "eval":
         return eval_set(profile)
+    if split == "eval_llm":
+        return llm_eval_set(profile)
     if split == "ensemble_val":
         return ensemble_val_set(profile)
     if split == "baseline_val":

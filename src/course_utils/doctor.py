@@ -106,12 +106,40 @@ def checks(profile: config.Profile, try_server: bool = True) -> list[tuple[str, 
             rows.append((label, str(find()), True))
         except (models.MissingModelPackageError, RuntimeError) as exc:  # DataSourceError is a RuntimeError
             rows.append((label, str(exc), not profile.offline))
+    rows += split_model_rows(profile)
+    rows.append(llama_server_row(profile))
     rows += resource_rows()
     for name, status in secrets.key_status().items():
         rows.append((name, status, not status.startswith("invalid")))
     if try_server and profile.offline:
         rows.append(server_check(profile))
     return rows
+
+
+def split_model_rows(profile: config.Profile) -> list[tuple[str, str, bool]]:
+    """Each split GGUF (Qwen2.5-Coder 1.5B and 0.5B): parts installed, assembled, hash verified."""
+    from .split_gguf import state
+
+    rows = []
+    for source in config.SPLIT_MODELS:
+        detail, ok = state(source.split)
+        needed = source == profile.frontier_model and profile.offline
+        rows.append((f"model {source.short_name}", detail, ok or not needed))
+    return rows
+
+
+def llama_server_row(profile: config.Profile) -> tuple[str, str, bool]:
+    """Which OpenAI-compatible server the embedded back end will start, and what that means for tools."""
+    from . import llm
+
+    try:
+        binary = llm.llama_server_binary()
+    except llm.ServerStartError as exc:
+        return ("local server program", str(exc), False)
+    if binary:
+        return ("local server program", f"llama-server at {binary} (native tool calls)", True)
+    fix = "bash scripts/build_llama_server.sh VERSION .venv/bin/llama-server (or make setup)"
+    return ("local server program", f"llama-cpp-python's server (tool calls come back as text); for native ones: {fix}", True)
 
 
 def server_check(profile: config.Profile) -> tuple[str, str, bool]:
@@ -122,7 +150,8 @@ def server_check(profile: config.Profile) -> tuple[str, str, bool]:
         backend = llm.get_backend("local", profile)
         answer = backend.chat([{"role": "user", "content": "Say hello in three words."}], max_tokens=12, temperature=0)
         seconds = time.perf_counter() - started
-        return ("local LLM server", f"answered in {seconds:.1f} s at {backend.base_url}: {answer.strip()[:40]!r}", True)
+        detail = f"{backend.model} answered in {seconds:.1f} s (start included) at {backend.base_url}: {answer.strip()[:40]!r}"
+        return ("local LLM server", detail, True)
     except Exception as exc:  # report, never crash the doctor
         return ("local LLM server", f"{type(exc).__name__}: {exc}".splitlines()[0], False)
 

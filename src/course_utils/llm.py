@@ -28,7 +28,7 @@ from pathlib import Path
 from . import config, secrets
 
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
-LOCAL_MODEL_ALIAS = "local-smollm2"
+LOCAL_MODEL_ALIAS = "local-model"  # a LocalServer's name for its model unless told another
 
 
 class ServerStartError(RuntimeError):
@@ -95,8 +95,42 @@ def prune_server_logs(folder: Path, keep: int = SERVER_LOGS_KEPT) -> int:
     return removed
 
 
+def llama_server_binary() -> str | None:
+    """llama.cpp's own server: $COURSE_LLAMA_SERVER, else `llama-server` in this environment's
+    bin folder (scripts/setup.sh builds it there), else on the PATH; None when there is none."""
+    import shutil
+
+    chosen = os.environ.get("COURSE_LLAMA_SERVER", "").strip()
+    if chosen:
+        if chosen.lower() in {"python", "llama-cpp-python"}:
+            return None  # asked for llama-cpp-python's server explicitly
+        if not (Path(chosen).is_file() and os.access(chosen, os.X_OK)):
+            raise ServerStartError(f"COURSE_LLAMA_SERVER={chosen!r} is not an executable file; point it at a llama-server binary or unset it")
+        return chosen
+    beside = Path(sys.prefix) / "bin" / "llama-server"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("llama-server")
+
+
+def server_slots() -> int:
+    """$COURSE_LLM_SLOTS requests the server decodes together (llama-server only); 1 by default."""
+    value = os.environ.get("COURSE_LLM_SLOTS", "1")
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"COURSE_LLM_SLOTS={value!r} must be a positive whole number")
+    return int(value)
+
+
 class LocalServer:
-    """`python -m llama_cpp.server` serving one GGUF file on loopback."""
+    """An OpenAI-compatible llama.cpp server for one GGUF file on loopback.
+
+    Two servers can do it. llama.cpp's own `llama-server` (built by scripts/setup.sh from the
+    llama.cpp source that llama-cpp-python vendors) renders the model's own chat template with
+    `--jinja` and parses its tool calls into `tool_calls`, as OpenAI does; it can also decode
+    several requests at once (`slots`). Where it is missing (Colab, a bare pip install),
+    `python -m llama_cpp.server` serves the same file, and tool calls come back as text, which
+    `chat.run_tools` handles with a JSON-constrained decision instead.
+    """
 
     def __init__(
         self,
@@ -106,6 +140,9 @@ class LocalServer:
         n_ctx: int = 4096,
         alias: str = LOCAL_MODEL_ALIAS,
         log_path: str | os.PathLike | None = None,
+        binary: str | None | bool = True,
+        slots: int | None = None,
+        chat_template: str | os.PathLike | None = None,
     ):
         self.model_path = Path(model_path)
         self.host = host
@@ -115,6 +152,19 @@ class LocalServer:
         self.alias = alias
         self.log_path = Path(log_path) if log_path else None
         self.process: subprocess.Popen | None = None
+        # True: find llama-server (else fall back to llama-cpp-python); None/False: llama-cpp-python; a str: that binary
+        self.binary = llama_server_binary() if binary is True else (binary or None)
+        self.slots = slots or server_slots()
+        self.chat_template = Path(chat_template) if chat_template else None  # llama-server only
+
+    @property
+    def kind(self) -> str:
+        return "llama-server" if self.binary else "llama-cpp-python"
+
+    @property
+    def native_tools(self) -> bool:
+        """Whether the server returns the model's tool calls as `tool_calls` (llama-server with --jinja)."""
+        return self.binary is not None
 
     @property
     def base_url(self) -> str:
@@ -129,10 +179,43 @@ class LocalServer:
         text = self.log_path.read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
 
-    def start(self, timeout: float = 60.0) -> "LocalServer":
+    def command(self) -> list[str]:
+        threads = str(server_threads())
+        if self.binary:
+            return [
+                self.binary,
+                "--model", str(self.model_path),
+                "--alias", self.alias,
+                "--host", self.host,
+                "--port", str(self.port),
+                # Each slot gets its share of the context: n_ctx is per request, as with llama-cpp-python.
+                "--ctx-size", str(self.n_ctx * self.slots),
+                "--parallel", str(self.slots),
+                "--threads", threads,
+                "--threads-batch", threads,
+                "--jinja",  # the model's chat template, and its tool calls parsed into tool_calls
+                "--no-webui",
+                *(["--chat-template-file", str(self.chat_template)] if self.chat_template else []),
+            ]  # fmt: skip
+        return [
+            sys.executable, "-m", "llama_cpp.server",
+            "--model", str(self.model_path),
+            "--model_alias", self.alias,
+            "--host", self.host,
+            "--port", str(self.port),
+            "--n_ctx", str(self.n_ctx),
+            "--n_threads", threads,
+            # The server's default (logits_all=True) scores every prompt position against the whole
+            # vocabulary; only the last position is ever sampled from, and the course asks for no
+            # prompt logprobs. Off, prompts read ~15% faster on 2 cores with identical answers.
+            "--logits_all", "false",
+        ]  # fmt: skip
+
+    def start(self, timeout: float = 120.0) -> "LocalServer":
         if self.is_running():
             return self
-        ensure_llama_server()
+        if not self.binary:
+            ensure_llama_server()
         if not self.model_path.is_file():
             raise ServerStartError(f"model file not found: {self.model_path}")
         if self.requested_port is not None and port_in_use(self.requested_port, self.host):
@@ -144,22 +227,9 @@ class LocalServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         if in_cache:  # a log path the caller chose is theirs to keep
             prune_server_logs(self.log_path.parent, keep=SERVER_LOGS_KEPT - 1)  # room for this one
-        command = [
-            sys.executable, "-m", "llama_cpp.server",
-            "--model", str(self.model_path),
-            "--model_alias", self.alias,
-            "--host", self.host,
-            "--port", str(self.port),
-            "--n_ctx", str(self.n_ctx),
-            "--n_threads", str(server_threads()),
-            # The server's default (logits_all=True) scores every prompt position against the whole
-            # vocabulary; only the last position is ever sampled from, and the course asks for no
-            # prompt logprobs. Off, prompts read ~15% faster on 2 cores with identical answers.
-            "--logits_all", "false",
-        ]  # fmt: skip
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
             )
         atexit.register(self.stop)
         try:
@@ -172,6 +242,8 @@ class LocalServer:
     def _wait_ready(self, timeout: float) -> None:
         import urllib.request
 
+        # llama-server answers /health with 503 until the model is loaded, then 200.
+        probe = f"http://{self.host}:{self.port}/health" if self.binary else f"{self.base_url}/models"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -179,7 +251,7 @@ class LocalServer:
                     f"llama.cpp server exited with code {self.process.returncode}; log tail ({self.log_path}):\n{self.log_tail()}"
                 )
             try:
-                with urllib.request.urlopen(f"{self.base_url}/models", timeout=1) as response:
+                with urllib.request.urlopen(probe, timeout=1) as response:
                     if response.status == 200:
                         return
             except OSError:
@@ -241,29 +313,39 @@ def ensure_llama_server(installer=None) -> None:
         raise ServerStartError(f"{LLAMA_DIST} is still not importable after installing {requirement}")
 
 
-_SERVER: LocalServer | None = None
+_SERVERS: dict[Path, LocalServer] = {}
 _SERVER_LOCK = threading.Lock()
 
 
-def local_server(profile: config.Profile | None = None) -> LocalServer:
-    """The process-wide embedded server, started on first use and reused afterwards."""
-    global _SERVER
+def local_model(profile: config.Profile | None = None) -> config.ModelSource:
+    """The GGUF the embedded server serves for the profile: its frontier stand-in (a Hub-only
+    profile without a key falls back to the small offline model)."""
+    profile = profile or config.get_profile()
+    return profile.frontier_model if profile.frontier_model.offline else config.SMOLLM2_GGUF
+
+
+def local_server(profile: config.Profile | None = None, model: config.ModelSource | None = None) -> LocalServer:
+    """The process-wide embedded server for `model` (default: the profile's frontier stand-in),
+    started on first use and reused afterwards; each model gets a server of its own."""
     from .models import gguf_path
 
+    source = model or local_model(profile)
+    path = gguf_path(source)  # assembles and verifies a split GGUF on first use
     with _SERVER_LOCK:
-        if _SERVER is None or not _SERVER.is_running():
-            profile = profile or config.get_profile()
-            source = profile.chat_model if profile.chat_model.offline else config.SMOLLM2_GGUF
-            _SERVER = LocalServer(gguf_path(source)).start()
-        return _SERVER
+        server = _SERVERS.get(path)
+        if server is None or not server.is_running():
+            template = config.data_dir() / "templates" / source.chat_template if source.chat_template else None
+            server = LocalServer(path, alias=source.short_name, chat_template=template).start()
+            _SERVERS[path] = server
+        return server
 
 
 def stop_local_server() -> None:
-    global _SERVER
+    """Stop every embedded server this process started."""
     with _SERVER_LOCK:
-        if _SERVER is not None:
-            _SERVER.stop()
-            _SERVER = None
+        for server in _SERVERS.values():
+            server.stop()
+        _SERVERS.clear()
 
 
 @dataclass
@@ -274,6 +356,7 @@ class ChatBackend:
     model: str
     kind: str  # "local", "openai" or "base_url"
     base_url: str
+    native_tools: bool = True  # False: the server returns tool calls as text (llama-cpp-python's)
 
     def chat(self, messages: list[dict], **kwargs) -> str:
         """One non-streaming completion; returns the assistant's text."""
@@ -303,8 +386,16 @@ def choose_backend_kind(env: dict | None = None) -> str:
     return "local"
 
 
-def get_backend(kind: str | None = None, profile: config.Profile | None = None, timeout: float = 120.0) -> ChatBackend:
-    """A ready-to-use OpenAI-compatible backend (see the module docstring for the order)."""
+def get_backend(
+    kind: str | None = None,
+    profile: config.Profile | None = None,
+    timeout: float = 120.0,
+    model: config.ModelSource | None = None,
+) -> ChatBackend:
+    """A ready-to-use OpenAI-compatible backend (see the module docstring for the order).
+
+    `model` picks another offline GGUF for the embedded server (e.g. `config.QWEN_0_5B_GGUF`).
+    """
     from openai import OpenAI
 
     secrets.load_dotenv_once()
@@ -324,6 +415,6 @@ def get_backend(kind: str | None = None, profile: config.Profile | None = None, 
         return ChatBackend(OpenAI(base_url=base_url, api_key=key, timeout=timeout), model, "base_url", base_url)
     if kind != "local":
         raise ValueError(f"unknown backend {kind!r}; use local, openai or base_url")
-    server = local_server(profile)
+    server = local_server(profile, model)
     client = OpenAI(base_url=server.base_url, api_key="local", timeout=timeout, max_retries=0)
-    return ChatBackend(client, server.alias, "local", server.base_url)
+    return ChatBackend(client, server.alias, "local", server.base_url, native_tools=server.native_tools)

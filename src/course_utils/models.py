@@ -90,8 +90,24 @@ def package_dir(source: config.ModelSource) -> Path:
 
 
 def gguf_path(source: config.ModelSource | None = None) -> Path:
-    """The GGUF file of the chat model (offline profiles)."""
+    """The GGUF file of a model shipped in packages: in its package, or assembled from its
+    part packages into the cache and checked against its pinned SHA-256 (`split_gguf`)."""
     source = source or config.get_profile().chat_model
+    if source.split is not None:
+        from .split_gguf import SplitModelError, assembled_path, installed_parts
+
+        try:
+            installed_parts(source.split)
+        except SplitModelError:
+            from .start import in_colab, pip_install
+
+            if not in_colab():
+                raise
+            # Colab only needs the local model without an API key: fetched on first use, not by the first cell.
+            print(f"Installing {source.short_name}'s {source.split.parts} part packages for the local chat server (once per runtime)")
+            pip_install(*source.split.requirements())
+            importlib.invalidate_caches()
+        return assembled_path(source.split)
     if not source.file or not source.file.endswith(".gguf"):
         raise ValueError(f"{source.describe()} is not a GGUF model")
     path = package_dir(source) / source.file

@@ -115,6 +115,7 @@ def load_results(profile: config.Profile | str | None = None, all_profiles: bool
         row.update(e.get("metrics", {}))
         row.update({f"{k}": v for k, v in e.get("timings", {}).items()})
         row["kind"] = e.get("extra", {}).get("kind")
+        row["llm"] = e.get("extra", {}).get("llm")  # the language model that answered, when one did
         row["blend"] = bool(e.get("extra", {}).get("blend", False))  # a model that combines other stored models
         row["recorded_at"] = e.get("recorded_at")
         rows.append(row)
@@ -147,6 +148,8 @@ def leaderboard(
     if kind:
         frame = frame[frame["kind"] == kind]
     keep = ["model", "rmsle", "mae", "hit_rate", "median_ae", "n_items"]
+    # which language model answered, for the rows an LLM produced (a model name alone may not say)
+    keep += ["llm"] if "llm" in frame.columns and frame["llm"].notna().any() else []
     # cached_answers only when some answer on this board came from the response cache
     keep += [c for c in ("train_s", "predict_s", "ms_per_item", "cached_answers", "kind", "blend")
              if c in frame.columns and (c != "cached_answers" or frame[c].notna().any())]  # fmt: skip
