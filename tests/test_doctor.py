@@ -13,7 +13,8 @@ def test_report_is_masked_and_passes_here(clean_env):
     assert KEY not in text and "sk-p...dddd" in text
     assert all(ok for _, _, ok in rows), text
     names = [name for name, _, _ in rows]
-    for expected in ("python", "torch", "transformers", "device", "bitsandbytes", "chat model (SmolLM2 GGUF)", "memory", "disk"):
+    for expected in ("python", "torch", "transformers", "device", "bitsandbytes", "chat model (SmolLM2 GGUF)", "memory", "disk",
+                     "model qwen2.5-coder-1.5b", "model qwen2.5-coder-0.5b", "local server program"):
         assert expected in names
 
 
