@@ -43,8 +43,10 @@ class ScriptedChat:
         self.server = LocalServer(Handler)
 
     def backend(self, kind: str = "local") -> ChatBackend:
+        """kind "local" stands for a server that returns tool calls as text (llama-cpp-python's)."""
         url = self.server.url
-        return ChatBackend(openai.OpenAI(base_url=url, api_key="x", max_retries=0), "scripted", kind, url)
+        client = openai.OpenAI(base_url=url, api_key="x", max_retries=0)
+        return ChatBackend(client, "scripted", kind, url, native_tools=kind != "local")
 
     def close(self):
         self.server.close()
@@ -190,6 +192,7 @@ def test_native_tool_loop_sends_tool_results_back(scripted):
     run = chat.run_tools(backend, [chat.user("q")], [chat.fee_tool()], require_tool=True)
     assert run.mode == "native" and run.tool_called and run.answer == "You earn 34.34 dollars."
     assert server.requests[0]["tool_choice"] == "required"
+    assert "tools" not in server.requests[1]  # its only tool has been called: the model must answer now
     tool_message = server.requests[1]["messages"][-1]
     assert tool_message["role"] == "tool" and tool_message["tool_call_id"] == "call_1"
     assert json.loads(tool_message["content"])["seller_earns"] == 34.34

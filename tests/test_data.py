@@ -83,7 +83,7 @@ def test_a_listings_file_without_an_id_column_is_named(tmp_path):
 
 def test_an_unknown_split_name_is_refused_before_any_work(monkeypatch):
     monkeypatch.setattr(data, "load_splits", lambda *a, **k: pytest.fail("loaded the splits for a bad name"))
-    with pytest.raises(ValueError, match="unknown split 'validation'; use train, val, test, eval, ensemble_val, baseline_val"):
+    with pytest.raises(ValueError, match="unknown split 'validation'; use train, val, test, eval, eval_llm, ensemble_val, baseline_val"):
         data.split_items("validation")
 
 

@@ -323,6 +323,8 @@ def test_the_frontier_stand_in_returns_native_tool_calls(clean_env):
     calls = response.choices[0].message.tool_calls
     assert calls and calls[0].function.name == "seller_earnings"
     assert json.loads(calls[0].function.arguments)["price"] == 40
-    run = chat.run_tools(backend, [chat.user("I sold a jacket for 40 dollars. How much do I earn after fees?")], [chat.fee_tool()], temperature=0)
+    ask = [chat.system("You help Relay Market sellers. Use a tool when it helps, then answer in one sentence."),
+           chat.user("I sold a jacket for 40 dollars. How much do I earn after fees?")]
+    run = chat.run_tools(backend, ask, [chat.fee_tool()], temperature=0)
     assert run.mode == "native" and run.tool_called and run.steps[-1].kind == "answer"
     assert "34.34" in run.answer, run.answer  # seller_earnings(40) from the tool's result

@@ -67,9 +67,12 @@ def test_a_hash_mismatch_names_the_fix_and_leaves_nothing_behind(fake_model):
 
 def test_a_missing_part_names_its_package_and_the_pip_command(fake_model):
     model, _, tmp_path = fake_model
-    (tmp_path / "site" / f"{model.prefix}2" / "data" / "part02.bin").unlink()
+    part2 = tmp_path / "site" / f"{model.prefix}2" / "data" / "part02.bin"
+    kept = part2.read_bytes()
+    part2.unlink()
     with pytest.raises(split_gguf.SplitModelError, match=r"part02.bin is missing .*pip install"):
         split_gguf.assembled_path(model, progress=False)
+    part2.write_bytes(kept)
     more = SplitGGUF(**{**model.__dict__, "parts": 4})
     with pytest.raises(split_gguf.SplitModelError, match=rf"part 4 .*{model.dist_prefix}4==1.0 is not installed"):
         split_gguf.installed_parts(more)
