@@ -90,3 +90,22 @@ def test_corrupt_store_gives_a_clear_error(store):
     (store / "results.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         results.load_results(config.get_profile("ci"))
+
+
+def test_rows_a_language_model_answered_name_it_and_the_chat_pricers_get_their_own_table(store, monkeypatch):
+    from course_utils import data, leaderboard
+
+    monkeypatch.setattr(data, "data_version", lambda profile: "v1")
+    ci = config.get_profile("ci")
+    results.record("ridge", metrics(0.5), profile=ci, extra={"kind": "baseline"})
+    results.record("rag-frontier", metrics(0.6), profile=ci, extra={"kind": "rag", "llm": "smollm2-135m"})
+    results.record("qwen2.5-coder-1.5b zero-shot", metrics(0.7), profile=ci, split="eval_llm", extra={"llm": "qwen2.5-coder-1.5b"})
+    results.record("constant median", metrics(0.8), profile=ci, split="eval_llm", extra={"kind": "baseline"})
+    board = results.leaderboard(ci)
+    llms = board.set_index("model").llm
+    assert llms["rag-frontier"] == "smollm2-135m" and llms.isna()["ridge"]
+    text = leaderboard.write_leaderboard(ci, folder=store)
+    assert "| smollm2-135m |" in text and "split eval_llm" in text
+    head = text.split("split eval_llm")[1]
+    assert head.index("qwen2.5-coder-1.5b zero-shot") < head.index("constant median")  # best first there too
+    assert "eval_llm" in (store / "leaderboard.md").read_text()

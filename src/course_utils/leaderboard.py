@@ -21,7 +21,7 @@ from .storage import atomic_write
 
 MARKDOWN_FILE = "leaderboard.md"
 CHART_FILE = "leaderboard.png"
-_COLUMNS = (("model", "model"), ("rmsle", "RMSLE"), ("mae", "MAE ($)"), ("hit_rate", "hit rate"), ("n_items", "items"))
+_COLUMNS = (("model", "model"), ("llm", "LLM"), ("rmsle", "RMSLE"), ("mae", "MAE ($)"), ("hit_rate", "hit rate"), ("n_items", "items"))
 
 
 def _fmt(column: str, value) -> str:
@@ -92,6 +92,12 @@ def write_leaderboard(
         f"Data version `{version}`. Lower RMSLE is better; a hit is a prediction within $5 or 20% of the true price.\n"
         f"Every number comes from the results store (`results/results.json`).\n\n{table}\n"
     )
+    if split == "eval":  # the chat pricers scored on the eval set's head (notebook 08) get a table of their own
+        head = leaderboard(profile, split="eval_llm")
+        if not head.empty:
+            n_head = int(head["n_items"].max())
+            text += f"\n## Chat pricers on the first {n_head} eval items (split `eval_llm`)\n\n{markdown_table(head)}\n"
+            table += f"\n\nChat pricers on the first {n_head} eval items (split eval_llm):\n\n{markdown_table(head)}"
     atomic_write(folder / MARKDOWN_FILE, lambda tmp: Path(tmp).write_text(text))
     save_chart(board, folder / CHART_FILE, title)
     return f"{title}\n\n{table}"

@@ -184,7 +184,8 @@ def summary(profile: config.Profile) -> str:
     rows = [
         ("profile", f"{profile.name}: {profile.description}"),
         ("device", describe_device()),
-        ("chat model", profile.chat_model.describe()),
+        ("chat model", f"{profile.chat_model.describe()} (transformers, training)"),
+        ("local LLM server", f"{profile.frontier_model.describe()} (behind the openai client when no key is set)"),
         ("embedding model", profile.embedding_model.describe()),
         ("price data", profile.price_data),
         ("seed", str(profile.seed)),
