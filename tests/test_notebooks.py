@@ -48,3 +48,11 @@ def test_no_secret_or_hard_coded_model_id(path):
     text = path.read_text()
     assert not re.search(r"sk-[A-Za-z0-9_-]{20,}|hf_[A-Za-z0-9]{20,}", text), f"{path.name} contains something like a key"
     assert "from_pretrained(\"" not in text and "from_pretrained('" not in text, f"{path.name}: take model ids from the profile"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_links_to_the_docs_and_papers_behind_it(path):
+    nb = json.loads(path.read_text())
+    prose = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    links = set(re.findall(r"\]\((https://[^)\s]+)\)", prose)) - {u for u in re.findall(r"https://colab[^)\s]+", prose)}
+    assert len(links) >= 3, f"{path.name}: link the official docs of what it teaches and the papers behind it ({sorted(links)})"
