@@ -194,7 +194,7 @@ class RAGPricer:
             self.reset_stats()
             scored[split] = score_timed(
                 self.name, items, lambda batch: self.price_many(batch, desc=f"RAG pricing {split}"), profile, split,
-                extra=lambda: {"kind": "rag", "llm": self.backend.model, "backend": self.backend.describe(), **self.stats()},
+                extra=lambda: {"kind": "rag", "llm": getattr(self.backend, "model", None), "backend": self.backend.describe(), **self.stats()},
             )  # fmt: skip
             stats[split] = self.stats()
         return scored, stats
