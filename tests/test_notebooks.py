@@ -56,3 +56,30 @@ def test_links_to_the_docs_and_papers_behind_it(path):
     prose = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
     links = set(re.findall(r"\]\((https://[^)\s]+)\)", prose)) - {u for u in re.findall(r"https://colab[^)\s]+", prose)}
     assert len(links) >= 3, f"{path.name}: link the official docs of what it teaches and the papers behind it ({sorted(links)})"
+
+
+SOLUTIONS = sorted((ROOT / "notebooks" / "solutions").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_ends_with_exercises_and_has_worked_solutions(path):
+    nb = json.loads(path.read_text())
+    headings = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "markdown" and "".join(c["source"]).lstrip().startswith("## Exercises")]
+    assert headings, f"{path.name}: end with a '## Exercises' section"
+    text = "".join("".join(c["source"]) for c in nb["cells"][headings[-1]:] if c["cell_type"] == "markdown")
+    count = len(re.findall(r"^\s*\d+\.\s", text, flags=re.M))
+    assert 2 <= count <= 4, f"{path.name}: two to four numbered exercises, found {count}"
+    solution = ROOT / "notebooks" / "solutions" / f"{path.stem}_solutions.ipynb"
+    assert solution.exists(), f"{path.name}: worked solutions go to notebooks/solutions/{solution.name}"
+    assert f"solutions/{solution.name}" in text, f"{path.name}: link the solutions notebook from the exercises"
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
+def test_solutions_are_runnable_notebooks(path):
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert code and "".join(code[0]["source"]).strip() == FIRST_CELL, f"{path.name}: first code cell must be FIRST_CELL"
+    assert all(c.get("id") for c in nb["cells"]), f"{path.name}: every cell needs an id"
+    assert all(c.get("outputs") == [] and c.get("execution_count") is None for c in code), f"{path.name}: strip outputs"
+    headings = [c for c in nb["cells"] if c["cell_type"] == "markdown" and re.match(r"\s*##+ Exercise \d", "".join(c["source"]))]
+    assert len(headings) >= 2, f"{path.name}: one '## Exercise N' heading per worked solution"
