@@ -118,7 +118,6 @@ def test_stack_weights_are_fitted_on_the_holdout(split, holdout):
     good, bad = B.TfidfRidge(), B.ConstantPricer("mean")
     stack = B.LogAverageEnsemble([good, bad], holdout=holdout).fit(train)
     assert (stack.weights >= 0).all() and stack.weights[0] > stack.weights[1]
-    assert list(stack.weights_table()["member"])[0] == good.name
     assert rmsle_of(stack, train, test) <= rmsle_of(B.LogAverageEnsemble([good, bad]), train, test)
     with pytest.raises(ValueError, match="training items"):
         B.LogAverageEnsemble([good, bad]).fit_weights(train[:100], train_items=train)
@@ -154,26 +153,3 @@ def test_result_extra_marks_the_stack_as_the_best_baseline_and_a_blend():
     *singles, stack = B.all_baselines()
     assert B.result_extra(stack) == {"kind": "baseline", "best_baseline": True, "blend": True}
     assert all(B.result_extra(m) == {"kind": "baseline", "best_baseline": False, "blend": False} for m in singles)
-
-
-def test_train_and_score_stores_every_split_and_tables_them(split, holdout, tmp_path, monkeypatch):
-    from course_utils import config, results
-
-    monkeypatch.setenv("COURSE_RESULTS", str(tmp_path))
-    profile = config.get_profile("ci")
-    train, test = split
-    ridge, median = B.TfidfRidge(), B.ConstantPricer("median")
-    stack = B.LogAverageEnsemble([ridge, median], holdout=holdout, name="stack of two")
-    table = B.train_and_score([median, ridge, stack], train, {"test": test, "eval": holdout[:50]}, profile, progress=False)
-    assert list(table.index) == list(table.sort_values("rmsle (test)").index) and len(table) == 3
-    assert {"rmsle (test)", "rmsle (eval)", "mae (test)", "hit_rate (eval)", "train_s"} <= set(table.columns)
-    assert table.loc["stack of two", "train_s"] >= table.loc[ridge.name, "train_s"]  # members' time plus its weights
-    alone = B.LogAverageEnsemble([B.TfidfRidge(), B.ConstantPricer("median")], holdout=holdout, name="fresh")
-    fresh = B.train_and_score([alone], train, {"eval": holdout[:50]}, profile, progress=False)
-    assert fresh.loc["fresh", "train_s"] == round(alone.train_seconds, 1)  # members trained inside it: counted once
-    for split_name, items in (("test", test), ("eval", holdout[:50])):
-        stored = results.load_predictions(ridge.name, split_name, profile, check_version=False)
-        assert len(stored) == len(items)
-        assert evaluation.compute_metrics([it.price for it in items], [stored[it.id] for it in items])["rmsle"] == pytest.approx(
-            table.loc[ridge.name, f"rmsle ({split_name})"], abs=1e-3
-        )

@@ -307,16 +307,6 @@ def test_load_splits_is_cached_on_disk_and_reused(small_profile):
     assert again.report.to_dict() == splits.report.to_dict()
 
 
-def test_timed_split_loads_says_whether_the_first_call_built_the_splits(small_profile):
-    splits, table = data.timed_split_loads(small_profile, with_prompt=False)
-    assert table.loc[0, "data version"] == splits.data_version and table.loc[0, "test"] == 200
-    assert "first call (s, built)" in table.columns and table.loc[0, "cached call (s)"] >= 0
-    data.forget_loaded_splits()
-    again, table = data.timed_split_loads(small_profile, with_prompt=False)
-    assert "first call (s, from the disk cache)" in table.columns
-    assert [it.id for it in again.test] == [it.id for it in splits.test]
-
-
 def test_data_version_follows_the_inputs(small_profile):
     v1 = data.data_version(small_profile)
     assert v1 == data.data_version(small_profile) and v1.startswith("mercari-")

@@ -9,10 +9,6 @@ from course_utils.ensemble import (
     EnsembleInput,
     EnsemblePricer,
     MissingInputError,
-    ablation_table,
-    ceiling_table,
-    comparison_table,
-    error_correlation,
     feature_names,
     features,
     fit_ensemble,
@@ -75,9 +71,7 @@ def test_blend_recovers_a_known_mix_with_non_negative_weights():
     assert ens.weights["good"] + ens.weights["min"] + ens.weights["max"] > 0.8
     assert ens.weights["noise"] < 0.1
     assert rmsle(truth, ens.predict(np.column_stack([good, noise]))) < 0.25
-    table = ens.weights_table()
-    assert list(table["feature"])[-1] == "intercept"
-    assert "Fitted on 400 items" in ens.explain()
+    assert list(ens.weights) == ["good", "noise", "min", "max"] and ens.n_fit == 400
 
 
 def test_fit_checks_its_input():
@@ -124,23 +118,12 @@ def test_ensemble_beats_each_input_on_held_out_items(store):
     preds = predict_split(ens, "eval", profile, items=eval_items)
     truth = [it.price for it in eval_items]
     ens_rmsle = rmsle(truth, [preds[it.id] for it in eval_items])
-    table = comparison_table(ens, "eval", profile, items=eval_items)
-    assert table.iloc[0]["model"] == "ensemble"
-    assert table.loc[table.model == "ensemble", "rmsle"].item() == pytest.approx(ens_rmsle)
-    best_single = table.loc[table.model != "ensemble", "rmsle"].min()
+    frame = input_matrix(ens.models, "eval", eval_items, profile)
+    best_single = min(rmsle(truth, frame[role]) for role in ens.roles)
     assert ens_rmsle < best_single
     # the pricer form gives the same numbers, item by item
     pricer = EnsemblePricer(ens, "eval", profile)
     assert pricer(eval_items[0]) == pytest.approx(preds[eval_items[0].id])
-
-
-def test_ablation_reports_every_input(store):
-    profile, fit_items, _ = store
-    ens = fit_ensemble(profile, INPUTS, items=fit_items)
-    table = ablation_table(profile, folds=4, ensemble=ens, items=fit_items)
-    assert list(table["inputs"]) == ["all"] + [f"without {r}" for r in ens.roles]
-    assert table.loc[0, "change"] == 0
-    assert (table["cv_rmsle"] > 0).all()
 
 
 def test_write_leaderboard_writes_markdown_and_png(tmp_path, monkeypatch):
@@ -161,81 +144,6 @@ def test_write_leaderboard_writes_markdown_and_png(tmp_path, monkeypatch):
     png = (tmp_path / CHART_FILE).read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".leaderboard")]  # no temp files left
-
-
-def test_ceiling_is_a_bound_and_stores_nothing(store):
-    profile, fit_items, eval_items = store
-    ens = fit_ensemble(profile, INPUTS, items=fit_items)
-    before = results.list_predictions("eval", profile)
-    table = ceiling_table(ens, "eval", profile, items=eval_items)
-    fair, bound = table.loc[1, "rmsle"], table.loc[2, "rmsle"]
-    # least squares on the scored items cannot do worse (in log space) than the blend fitted elsewhere
-    assert bound <= fair + 1e-9
-    assert table.loc[0, "blend"].startswith("best input alone (")
-    assert results.list_predictions("eval", profile) == before
-
-
-def test_error_correlation_separates_shared_from_independent_mistakes():
-    items = make_items("c", 400, 3)
-    prices = [it.price for it in items]
-    rng = np.random.default_rng(4)
-    shared = rng.normal(0, 0.4, len(items))
-    log_true = np.log1p(prices)
-    frame = {
-        "a": np.expm1(log_true + shared),
-        "b": np.expm1(log_true + shared + rng.normal(0, 0.1, len(items))),  # a's mistakes, slightly blurred
-        "c": np.expm1(log_true + rng.normal(0, 0.4, len(items))),  # mistakes of its own
-    }
-    corr = error_correlation(frame, prices)
-    assert list(corr.columns) == ["a", "b", "c"]
-    assert corr.loc["a", "b"] > 0.9
-    assert abs(corr.loc["a", "c"]) < 0.2
-    assert np.allclose(np.diag(corr), 1.0)
-    with pytest.raises(ValueError, match="3 rows of predictions but 2 prices"):
-        error_correlation({"a": [1.0, 2.0, 3.0]}, [1.0, 2.0])
-
-
-def test_the_ensemble_is_judged_against_the_best_model_and_the_best_single_model():
-    import pandas as pd
-
-    from course_utils.baselines import BEST_BASELINE
-    from course_utils.ensemble import ENSEMBLE_NAME, rivals, versus_table
-
-    board = pd.DataFrame({
-        "model": [ENSEMBLE_NAME, BEST_BASELINE, "tf-idf + linear SVR", "tf-idf + ridge"],
-        "rmsle": [0.40, 0.41, 0.44, 0.45], "mae": [9.0, 9.5, 10.0, 10.5], "hit_rate": [0.6, 0.58, 0.55, 0.5],
-        "blend": [True, True, False, False],
-    })  # fmt: skip
-    found = rivals(board)
-    assert found == {"best other model": BEST_BASELINE, "best single model (not a blend)": "tf-idf + linear SVR"}
-    table = versus_table(board, found)
-    assert list(table.index) == ["ensemble", "best other model", "best single model (not a blend)"]
-    assert table.loc["best single model (not a blend)", "ensemble's RMSLE change"] == pytest.approx(0.40 / 0.44 - 1)
-    assert table.loc["best other model", "model"] == BEST_BASELINE
-    with pytest.raises(ValueError, match="no 'ensemble' row"):
-        versus_table(board[board["model"] != ENSEMBLE_NAME], found)
-    with pytest.raises(ValueError, match="no model but the ensemble"):
-        rivals(board[board["model"] == ENSEMBLE_NAME])
-    # a board without the flag (results recorded before it existed): every model counts as single
-    assert rivals(board.drop(columns="blend"))["best single model (not a blend)"] == BEST_BASELINE
-
-
-def test_bootstrap_table_compares_the_ensemble_with_each_rival(store):
-    from course_utils.ensemble import bootstrap_table
-
-    profile, fit_items, eval_items = store
-    blend = fit_ensemble(profile, INPUTS, items=fit_items)
-    predictions = predict_split(blend, "eval", profile, items=eval_items)
-    table = bootstrap_table(predictions, {"best other model": "tfidf-ridge", "weak": "rag-frontier"}, eval_items, profile)
-    assert list(table["ensemble vs"]) == ["tfidf-ridge (best other model)", "rag-frontier (weak)"]
-    assert (table["n_items"] == len(eval_items)).all()
-    weak = table.iloc[1]
-    assert weak["change"] < 0 and weak["low (95%)"] <= weak["change"] <= weak["high (95%)"] and weak["better in"] > 0.95
-    extra = fit_items[0]
-    with pytest.raises(MissingInputError, match="the ensemble has no prediction for 1 of"):
-        bootstrap_table(predictions, {"x": "tfidf-ridge"}, eval_items + [extra], profile)
-    with pytest.raises(MissingInputError, match="no stored prediction on split 'eval'"):
-        bootstrap_table({**predictions, extra.id: 10.0}, {"x": "tfidf-ridge"}, eval_items + [extra], profile)
 
 
 def test_default_inputs_name_the_models_and_notebooks_the_course_has(repo_root):

@@ -16,6 +16,9 @@ condition / shipping) that is fitted once and caches what it has transformed.
 
 The best baseline is a stack: the strongest members' log prices blended with
 non-negative weights fitted on validation items the test never sees.
+
+Notebook 07 writes `TfidfRidge` out as a scikit-learn pipeline in its cells; a test
+(tests/test_lessons_pricing.py) checks that the two give the same prices.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import hashlib
 import re
 import time
 import zlib
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -625,13 +628,6 @@ class LogAverageEnsemble(Baseline):
         self.weights, self.intercept = weights, intercept
         return self
 
-    def weights_table(self):
-        """Each member's weight, largest first (they need not sum to one: the intercept absorbs the rest)."""
-        import pandas as pd
-
-        table = pd.DataFrame({"member": [m.name for m in self.members], "weight": np.round(self.weights, 3)})
-        return table.sort_values("weight", ascending=False).reset_index(drop=True)
-
     def _predict(self, items):
         return np.expm1(self._member_logs(items) @ self.weights + self.intercept)
 
@@ -643,38 +639,9 @@ def result_extra(model: Baseline) -> dict:
     """What the results store keeps about a baseline beside its scores, on every split.
 
     best_baseline marks the model notebook 12 takes as an input; blend marks a model that
-    combines others (the stack), which ensemble.rivals must not count as a single model.
+    combines others (the stack), which notebook 12 must not count as a single model when it picks the rivals.
     """
     return {"kind": "baseline", "best_baseline": model.name == BEST_BASELINE, "blend": isinstance(model, LogAverageEnsemble)}
-
-
-def train_and_score(models: Sequence[Baseline], train: Sequence[Item], scored_on: Mapping[str, Sequence[Item]], profile=None, progress: bool = True):
-    """Fit each baseline on `train`, score it on every split of `scored_on` ({split: items})
-    into the results store, and return one row per model: RMSLE, MAE and hit rate per split,
-    and the seconds it took to train, best first on the first split.
-
-    Models that share one ListingFeatures reuse its fit: the first of them to train pays for
-    it. The stack's time is its members' (already trained) plus fitting its weights.
-    """
-    import pandas as pd
-    from tqdm.auto import tqdm
-
-    from .evaluation import score_timed
-
-    rows = []
-    for model in tqdm(models, desc="baselines", disable=not progress):
-        # a stack's own fit times only what it trains itself: add its members trained earlier
-        trained_before = [m for m in getattr(model, "members", ()) if getattr(m, "fitted", False)]
-        model.fit(train)
-        train_s = model.train_seconds + sum(m.train_seconds for m in trained_before)
-        for split, items in scored_on.items():
-            r = score_timed(model.name, items, model.predict, profile, split, extra=result_extra(model), timings={"train_s": round(train_s, 2)})
-            rows.append({"model": model.name, "split": split, "rmsle": r.rmsle, "mae": r.mae, "hit_rate": r.hit_rate, "train_s": train_s})
-    long = pd.DataFrame(rows)
-    table = long.pivot(index="model", columns="split", values=["rmsle", "mae", "hit_rate"]).round(3)
-    table.columns = [f"{metric} ({split})" for metric, split in table.columns]
-    table["train_s"] = long.groupby("model").train_s.first().round(1)
-    return table.sort_values(f"rmsle ({next(iter(scored_on))})")
 
 
 def all_baselines(seed: int = 42, holdout: Sequence[Item] | None = None) -> list[Baseline]:

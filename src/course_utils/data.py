@@ -666,30 +666,6 @@ def forget_loaded_splits() -> None:
     _SPLITS_MEMO.clear()
 
 
-def timed_split_loads(profile: config.Profile | None = None, **options):
-    """Load the splits twice and time both: first as any notebook would (built, or read from the
-    disk cache an earlier run left), then from the disk cache alone. Returns (splits, a one-row
-    DataFrame of the sizes, the data version and both times)."""
-    import time
-
-    import pandas as pd
-
-    profile = profile or config.get_profile()
-    built = not splits_on_disk(profile, **options)
-    started = time.perf_counter()
-    splits = load_splits(profile, **options)
-    first = time.perf_counter() - started
-    forget_loaded_splits()  # drop the in-memory copy, to time the disk cache alone
-    started = time.perf_counter()
-    again = load_splits(profile, **options)
-    second = time.perf_counter() - started
-    if [it.id for it in again.test] != [it.id for it in splits.test]:
-        raise RuntimeError(f"the disk cache of data version {splits.data_version} gave other test items: delete it and run again")
-    first_label = f"first call (s, {'built' if built else 'from the disk cache'})"
-    row = {**splits.sizes(), "data version": splits.data_version, first_label: round(first, 2), "cached call (s)": round(second, 2)}
-    return splits, pd.DataFrame([row])
-
-
 def load_splits(
     profile: config.Profile | None = None,
     price_range: tuple[float | None, float | None] | None = None,

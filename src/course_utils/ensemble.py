@@ -9,8 +9,13 @@ Inputs (their per-item predictions are read from the results store):
 
 Features are log(1 + price) of each input plus, per item, the minimum and the maximum of
 those four: the min and max let the blend lean towards the low or high opinion when the
-models disagree. The blend is `LinearRegression(positive=True)` on log(1 + true price):
-no weight can be negative, so it can only average opinions, never bet against one.
+models disagree. The blend is `LinearRegression(positive=True)` on log(1 + true price): no weight can be
+negative, so it cannot bet against an input; with its intercept, and weights that need not
+sum to 1, it is a weighted vote rather than a strict average.
+
+Notebook 12 writes this fit out in its cells (and the tables around it); a test
+(tests/test_lessons_pricing.py) checks that the cell and `fit_ensemble` agree. The package
+keeps the fit because later work prices items with the fitted blend (`EnsemblePricer`).
 
 It is fitted on the "ensemble_val" split only (items no input model trained on), then
 scored on the "eval" split like every other model, so its score is a fair comparison.
@@ -133,25 +138,6 @@ def input_matrix(
     return pd.DataFrame(columns, index=[it.id for it in items])
 
 
-def error_correlation(frame, prices):
-    """Correlation between the inputs' errors in log space (log(1 + prediction) - log(1 + price)).
-
-    A blend gains where one input's mistakes are cancelled by another's. Two inputs whose
-    errors move together (a correlation near 1) make the same mistakes, so averaging them
-    cancels little, however good each one is alone.
-    """
-    import pandas as pd
-
-    frame = pd.DataFrame(frame)
-    prices = np.asarray(prices, dtype=float)
-    if len(prices) != len(frame):
-        raise ValueError(f"{len(frame)} rows of predictions but {len(prices)} prices")
-    if len(prices) < 3:
-        raise ValueError(f"a correlation needs at least 3 items, got {len(prices)}")
-    errors = np.log1p(frame.clip(lower=0)).sub(np.log1p(prices), axis=0)
-    return errors.corr()
-
-
 def features(inputs) -> np.ndarray:
     """log(1 + price) of each input, then the row-wise minimum and maximum of those logs."""
     logs = np.log1p(np.clip(np.asarray(inputs, dtype=float), 0, None))
@@ -209,45 +195,6 @@ class Ensemble:
         w = np.array([self.weights[name] for name in feature_names(self.roles)])
         return np.clip(np.expm1(features(inputs) @ w + self.intercept), 0.01, None)
 
-    def weights_table(self):
-        """Each feature's weight and share of the total weight, largest first, plus the intercept."""
-        import pandas as pd
-
-        total = sum(self.weights.values()) or 1.0
-        rows = [
-            {
-                "feature": name,
-                "model": self.models.get(name, f"{name} of the {len(self.models)} inputs"),
-                "weight": round(w, 4),
-                "share": round(w / total, 3),
-            }
-            for name, w in self.weights.items()
-        ]
-        table = pd.DataFrame(rows).sort_values("weight", ascending=False).reset_index(drop=True)
-        intercept = pd.DataFrame([{"feature": "intercept", "model": "(constant, log space)", "weight": round(self.intercept, 4), "share": float("nan")}])
-        return pd.concat([table, intercept], ignore_index=True)
-
-    def explain(self) -> str:
-        """The weights in words: what the blend trusts, and what a zero weight means."""
-        total = sum(self.weights.values())
-        ranked = sorted(self.weights.items(), key=lambda kv: -kv[1])
-        used = [f"{name} {w / total:.0%}" for name, w in ranked if w > 1e-6] if total > 0 else []
-        unused = [name for name, w in ranked if w <= 1e-6]
-        text = (
-            f"Fitted on {self.n_fit} items of {FIT_SPLIT!r}. In log space the prediction is "
-            f"{self.intercept:+.3f} + a weighted sum whose weights add up to {total:.3f}"
-        )
-        text += " (close to 1: a weighted average of opinions)." if 0.8 <= total <= 1.2 else "."
-        if used:
-            text += " Share of the total weight: " + ", ".join(used) + "."
-        if unused:
-            text += (
-                " Weight zero (the fit found nothing they add once the others are known, "
-                "and negative weights are not allowed): " + ", ".join(unused) + "."
-            )
-        return text
-
-
 def fit_ensemble(
     profile: config.Profile | None = None,
     inputs: Sequence[EnsembleInput] | None = None,
@@ -273,158 +220,6 @@ def predict_split(
     items = items if items is not None else split_items(split, profile)
     frame = input_matrix(ensemble.models, split, items, profile)
     return dict(zip(frame.index, (float(p) for p in ensemble.predict(frame.values))))
-
-
-def comparison_table(
-    ensemble: Ensemble, split: str = SCORE_SPLIT, profile: config.Profile | None = None, items: Sequence[Item] | None = None
-):
-    """RMSLE, MAE and hit rate of each input and of the ensemble on one split, best first."""
-    import pandas as pd
-
-    from .data import split_items
-    from .evaluation import compute_metrics
-
-    profile = profile or config.get_profile()
-    items = items if items is not None else split_items(split, profile)
-    frame = input_matrix(ensemble.models, split, items, profile)
-    truths = [it.price for it in items]
-    rows = []
-    for role in ensemble.roles:
-        m = compute_metrics(truths, frame[role].values)
-        rows.append({"model": ensemble.models[role], "role": role, **m})
-    m = compute_metrics(truths, ensemble.predict(frame.values))
-    rows.append({"model": ENSEMBLE_NAME, "role": "ensemble", **m})
-    keep = ["model", "role", "rmsle", "mae", "hit_rate", "n_items"]
-    return pd.DataFrame(rows)[keep].sort_values("rmsle").reset_index(drop=True)
-
-
-def ablation_table(
-    profile: config.Profile | None = None,
-    folds: int = 5,
-    ensemble: Ensemble | None = None,
-    items: Sequence[Item] | None = None,
-):
-    """Cross-validated RMSLE on ensemble_val of the blend with all inputs and with each one left out.
-
-    A large rise when an input is dropped means the blend relies on it; none means the
-    others already carry what it knows.
-    """
-    import pandas as pd
-    from sklearn.model_selection import KFold
-
-    from .data import ensemble_val_set
-    from .evaluation import rmsle
-
-    profile = profile or config.get_profile()
-    items = items if items is not None else ensemble_val_set(profile)
-    models = ensemble.models if ensemble else resolve_inputs(profile, fit_items=items)
-    frame = input_matrix(models, FIT_SPLIT, items, profile)
-    prices = np.array([it.price for it in items])
-
-    def cv_rmsle(roles: list[str]) -> float:
-        preds = np.zeros(len(items))
-        for train, test in KFold(folds, shuffle=True, random_state=profile.seed).split(frame):
-            part = Ensemble({r: models[r] for r in roles}).fit(frame[roles].values[train], prices[train])
-            preds[test] = part.predict(frame[roles].values[test])
-        return rmsle(prices, preds)
-
-    roles = list(models)
-    rows = [{"inputs": "all", "cv_rmsle": cv_rmsle(roles)}]
-    for role in roles:
-        rows.append({"inputs": f"without {role}", "cv_rmsle": cv_rmsle([r for r in roles if r != role])})
-    table = pd.DataFrame(rows)
-    table["change"] = table["cv_rmsle"] - table.loc[0, "cv_rmsle"]
-    return table
-
-
-def ceiling_table(
-    ensemble: Ensemble, split: str = SCORE_SPLIT, profile: config.Profile | None = None, items: Sequence[Item] | None = None
-):
-    """How much room the inputs leave: the blend refitted on the scored split itself, beside the fair blend.
-
-    Fitting on the very items it is scored on is cheating, so the refit is never stored or
-    ranked; it is a bound. When even the refit barely beats the best input, better inputs,
-    not a cleverer blend, are what would lower the error.
-    """
-    import pandas as pd
-
-    from .data import split_items
-    from .evaluation import rmsle
-
-    profile = profile or config.get_profile()
-    items = items if items is not None else split_items(split, profile)
-    frame = input_matrix(ensemble.models, split, items, profile)
-    truths = [it.price for it in items]
-    refit = Ensemble(dict(ensemble.models)).fit(frame.values, truths)
-    alone = {role: rmsle(truths, frame[role].values) for role in ensemble.roles}
-    best_role = min(alone, key=alone.get)
-    rows = [
-        {"blend": f"best input alone ({best_role})", "fitted on": "-", "rmsle": alone[best_role]},
-        {"blend": "ensemble (fair)", "fitted on": FIT_SPLIT, "rmsle": rmsle(truths, ensemble.predict(frame.values))},
-        {"blend": "ensemble refitted on the scored items (a bound, not a score)", "fitted on": split,
-         "rmsle": rmsle(truths, refit.predict(frame.values))},
-    ]
-    table = pd.DataFrame(rows)
-    table["vs best input"] = [f"{1 - r / table.loc[0, 'rmsle']:+.1%}" for r in table["rmsle"]]
-    return table
-
-
-def rivals(board) -> dict[str, str]:
-    """The models the ensemble is judged against: the best other model on the board, and the
-    best single model, one not recorded with extra={"blend": True} (notebook 07's baseline stack is)."""
-    others = board[board["model"] != ENSEMBLE_NAME]
-    if others.empty:
-        raise ValueError("the leaderboard holds no model but the ensemble: score the inputs first")
-    found = {"best other model": others.iloc[0]["model"]}
-    singles = others[~others["blend"].fillna(False).astype(bool)] if "blend" in others.columns else others
-    if not singles.empty:
-        found["best single model (not a blend)"] = singles.iloc[0]["model"]
-    return found
-
-
-def versus_table(board, rivals_by_label: Mapping[str, str] | None = None):
-    """The ensemble's row of the leaderboard beside each rival's, with the ensemble's relative change in RMSLE."""
-    import pandas as pd
-
-    rivals_by_label = rivals_by_label if rivals_by_label is not None else rivals(board)
-    by_model = board.set_index("model")
-    if ENSEMBLE_NAME not in by_model.index:
-        raise ValueError(f"the leaderboard has no {ENSEMBLE_NAME!r} row: score the ensemble first")
-    ours = by_model.loc[ENSEMBLE_NAME]
-    rows = [{"": "ensemble", "model": ENSEMBLE_NAME, "rmsle": ours["rmsle"], "mae": ours["mae"], "hit_rate": ours["hit_rate"]}]
-    for label, model in rivals_by_label.items():
-        theirs = by_model.loc[model]
-        rows.append({
-            "": label, "model": model, "rmsle": theirs["rmsle"], "mae": theirs["mae"], "hit_rate": theirs["hit_rate"],
-            "ensemble's RMSLE change": ours["rmsle"] / theirs["rmsle"] - 1,
-        })  # fmt: skip
-    return pd.DataFrame(rows).set_index("")
-
-
-def bootstrap_table(
-    predictions: Mapping[str, float],
-    rivals_by_label: Mapping[str, str],
-    items: Sequence[Item],
-    profile: config.Profile | None = None,
-    split: str = SCORE_SPLIT,
-    seed: int = 42,
-):
-    """A paired bootstrap (`evaluation.paired_bootstrap`) of the ensemble against each rival's stored predictions."""
-    import pandas as pd
-
-    from .evaluation import paired_bootstrap
-
-    unpriced = [it.id for it in items if it.id not in predictions]
-    if unpriced:
-        raise MissingInputError(f"the ensemble has no prediction for {len(unpriced)} of {len(items)} items (e.g. {unpriced[:3]})")
-    truths = [it.price for it in items]
-    ours = [predictions[it.id] for it in items]
-    theirs = input_matrix(rivals_by_label, split, items, profile)  # raises MissingInputError for a gap
-    rows = [
-        {"ensemble vs": f"{model} ({label})", **paired_bootstrap(truths, ours, theirs[label].values, seed=seed)}
-        for label, model in rivals_by_label.items()
-    ]
-    return pd.DataFrame(rows)
 
 
 class EnsemblePricer:
