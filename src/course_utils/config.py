@@ -224,8 +224,9 @@ _OFFLINE_SIZES = {
     "sft_train_items": 2_000,
     # notebook 08's full fine-tune of the local model (~10 s a step on 2 cores); its loss levels off by step 8.
     "sft_max_steps": 10,
-    # notebook 09: ~10 s a step on 2 cores. The loss levels off near step 20, but the prices do not: 40 steps
-    # scored 0.958 RMSLE on the eval set against 0.804 for 60.
+    # notebook 09: ~10 s a step on 2 cores. Choose it on validation items only, never on the eval set:
+    # benchmarks/qlora_steps.py prices validation items with the adapter of every checkpoint of a longer run;
+    # the step count belongs where that error stops falling.
     "qlora_max_steps": 60,
     "qlora_save_steps": 15,  # checkpoint every N optimizer steps (notebook 09)
     "lora_r": 16,  # LoRA rank
@@ -237,6 +238,9 @@ _OFFLINE_SIZES = {
     # notebook 05 answers every question of its set: with the best (small) chunks a RAG prompt is ~250 tokens,
     # ~8 s for the 1.5B model on 2 AVX2 cores (~40 prompt tokens a second), ~6 minutes for the 48.
     "rag_answer_items": 48,
+    # notebook 13 asks the model to rewrite, rerank, answer and judge: every question of each group offline
+    # (~100 calls of a few seconds each), three per group in CI.
+    "rag_eval_questions": 100,
     "perplexity_tokens": 1024,
     "bpe_vocab": 2_000,
     "classifier_items": 4_000,
@@ -265,6 +269,7 @@ _CI_SIZES = {
     "max_tokens_prompt": 64,
     "demo_items": 3,
     "rag_answer_items": 6,
+    "rag_eval_questions": 3,
     "perplexity_tokens": 256,
     "bpe_vocab": 500,
     "classifier_items": 800,
