@@ -54,6 +54,14 @@ def test_decide_price(answer, price, fallback, clipped):
     assert result.raw == answer
 
 
+def test_prompt_without_the_typical_price_hint():
+    with_hint, without = build_messages(ITEM, NEIGHBOURS)[-1]["content"], build_messages(ITEM, NEIGHBOURS, hint=False)[-1]["content"]
+    assert "Typical price: $" in with_hint and "Typical price" not in without
+    assert without == with_hint.replace(with_hint[with_hint.index("\nTypical price") : with_hint.index("\n\nItem:")], "")
+    examples = build_messages(ITEM, NEIGHBOURS)[1]["content"], build_messages(ITEM, NEIGHBOURS, hint=False)[1]["content"]
+    assert "Typical price: $11" in examples[0] and "Typical price" not in examples[1]  # the worked example matches
+
+
 def test_decide_price_without_clipping_keeps_the_answer():
     assert decide_price("$500", NEIGHBOURS, clip=False).price == 500.0
     with pytest.raises(ValueError, match="neighbour"):
@@ -105,6 +113,9 @@ def test_rag_pricer_counts_fallbacks_and_clips(store):
     shown = backend.prompts[1][0][-1]["content"]
     assert "PlayStation 4 controller: $35" in shown and "Xbox One wireless controller: $30" in shown
     assert backend.prompts[0][1]["temperature"] == 0.0
+    no_hint = RAGPricer(store, backend=CannedBackend(["$25"]), k=2, use_cache=False, hint=False)
+    no_hint(ITEM)
+    assert "Typical price" not in no_hint.backend.prompts[0][0][-1]["content"]
     pricer.reset_stats()
     assert pricer.stats()["answers"] == 0
 
@@ -166,7 +177,7 @@ def test_embedding_forest_on_the_store(store):
 
 def test_score_splits_counts_each_split_apart_and_stores_both(store, tmp_path, monkeypatch):
     from course_utils import config, data, evaluation, results
-    from course_utils.rag_pricer import RAG_MODEL_NAME, summary_table
+    from course_utils.rag_pricer import RAG_MODEL_NAME
 
     monkeypatch.setenv("COURSE_RESULTS", str(tmp_path / "results"))
     monkeypatch.setattr(results, "_current_data_version", lambda profile: "test-data")
@@ -182,9 +193,9 @@ def test_score_splits_counts_each_split_apart_and_stores_both(store, tmp_path, m
     assert stats["ensemble_val"] == {**stats["ensemble_val"], "answers": 1, "fallbacks": 0, "model_decided": 1}
     assert set(results.load_predictions(RAG_MODEL_NAME, "ensemble_val", profile)) == {"b"}
     assert results.leaderboard(profile).loc[1, "model"] == RAG_MODEL_NAME
-    table = summary_table(scored, stats, {"eval": scored["eval"]})
-    assert list(table["split"]) == ["eval", "ensemble_val", "eval"]
-    assert list(table["model's own number used"].iloc[:2]) == [0.5, 1.0]
+    # each split's answers are kept apart, for the notebook's "how was the price decided" table
+    assert [len(pricer.split_answers[split]) for split in ("eval", "ensemble_val")] == [2, 1]
+    assert [a.raw for a in pricer.split_answers["eval"]] == ["$25", "no idea"]
 
 
 def test_forest_score_splits_stores_each_split_with_its_training_time(store, tmp_path, monkeypatch):

@@ -57,20 +57,22 @@ def item_summary(item: Item, limit: int = 80) -> str:
     return ", ".join(parts)
 
 
-def build_messages(item: Item, neighbours: Sequence[Neighbour], title_chars: int = 60) -> list[dict]:
+def build_messages(item: Item, neighbours: Sequence[Neighbour], title_chars: int = 60, hint: bool = True) -> list[dict]:
     """The chat messages: one worked example, then similar items with prices and the item to price.
 
-    The prompt stays short on purpose: SmolLM2-135M loses the thread in long contexts.
+    The prompt stays short on purpose: SmolLM2-135M loses the thread in long contexts. Notebook 11
+    writes the same builder out in a cell (`rag_messages`); a test checks the two agree.
     """
     context = "\n".join(f"- {_short(n.title, title_chars)}: ${n.price:.0f}" for n in neighbours)
-    # The similarity-weighted price of the neighbours, spelled out: a 135M model cannot average
-    # five numbers in its head; a frontier model is free to move away from it.
-    typical = neighbour_weighted_price(neighbours) if neighbours else None
-    hint = f"\nTypical price: ${typical:.0f}" if typical else ""
-    question = f"Similar items:\n{context}{hint}\n\nItem: {item_summary(item)}\nPrice?"
+    # The similarity-weighted price of the neighbours, spelled out (unless hint=False): a 135M model
+    # cannot average five numbers in its head; a frontier model is free to move away from it.
+    typical = neighbour_weighted_price(neighbours) if neighbours and hint else None
+    line = f"\nTypical price: ${typical:.0f}" if typical else ""
+    question = f"Similar items:\n{context}{line}\n\nItem: {item_summary(item)}\nPrice?"
+    example = EXAMPLE_QUESTION if hint else EXAMPLE_QUESTION.replace("Typical price: $11\n", "")
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": EXAMPLE_QUESTION},
+        {"role": "user", "content": example},
         {"role": "assistant", "content": EXAMPLE_ANSWER},
         {"role": "user", "content": question},
     ]
@@ -117,6 +119,7 @@ class RAGPricer:
         clip: bool = True,
         use_cache: bool = True,
         cache=None,
+        hint: bool = True,
     ):
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
@@ -125,9 +128,11 @@ class RAGPricer:
         self.k = k
         self.max_tokens = max_tokens
         self.clip = clip
+        self.hint = hint  # spell out the neighbours' typical price in the prompt
         self.use_cache = use_cache
         self.cache = cache  # a cache.ResponseCache; None means the course's default one
         self.answers: list[RAGAnswer] = []
+        self.split_answers: dict[str, list[RAGAnswer]] = {}  # score_splits keeps each split's answers here
 
     @property
     def backend(self):
@@ -142,7 +147,7 @@ class RAGPricer:
         (as every chat pricer of the course), so a re-run of notebook 11 asks nothing twice."""
         from .cache import ask_chat
 
-        messages = build_messages(item, neighbours)
+        messages = build_messages(item, neighbours, hint=self.hint)
         return ask_chat(self.backend, messages, self.use_cache, self.cache, max_tokens=self.max_tokens, temperature=0.0)
 
     def answer(self, item: Item, neighbours: Sequence[Neighbour] | None = None) -> RAGAnswer:
@@ -185,7 +190,8 @@ class RAGPricer:
         """Price and score each named split ({"eval": items, ...}) into the results store.
 
         Returns ({split: EvalResult}, {split: stats}); the stats (how many answers the model
-        decided, clipped or left to the fallback) are counted per split and stored with it.
+        decided, clipped or left to the fallback) are counted per split and stored with it, and
+        each split's answers stay in `split_answers[split]`.
         """
         from .evaluation import score_timed
 
@@ -197,6 +203,7 @@ class RAGPricer:
                 extra=lambda: {"kind": "rag", "llm": getattr(self.backend, "model", None), "backend": self.backend.describe(), **self.stats()},
             )  # fmt: skip
             stats[split] = self.stats()
+            self.split_answers[split] = list(self.answers)
         return scored, stats
 
 
@@ -273,18 +280,3 @@ class EmbeddingForest:
             for split, items in splits.items()
         }  # fmt: skip
 
-
-def summary_table(rag_results: dict, rag_stats: dict, forest_results: dict):
-    """Both pricers on every split they were scored on: RMSLE, MAE, hit rate, and for the RAG
-    pricer the share of answers where the model's own number was used (not clipped, no fallback)."""
-    import pandas as pd
-
-    rows = []
-    for name, scored in ((RAG_MODEL_NAME, rag_results), (FOREST_MODEL_NAME, forest_results)):
-        for split, result in scored.items():
-            row = {"model": name, "split": split, "rmsle": result.rmsle, "mae": result.mae, "hit_rate": result.hit_rate, "n_items": result.metrics["n_items"]}
-            if name == RAG_MODEL_NAME:
-                stats = rag_stats[split]
-                row["model's own number used"] = stats["model_decided"] / stats["answers"] if stats["answers"] else float("nan")
-            rows.append(row)
-    return pd.DataFrame(rows).round(3)

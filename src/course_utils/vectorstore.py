@@ -251,27 +251,11 @@ class ProductStore:
         return X, y, [categories[i] for i in order]
 
 
-def neighbours_table(neighbours: Sequence[Neighbour]):
-    """Neighbours as a pandas table (title, category, price, similarity) for display."""
-    import pandas as pd
-
-    return pd.DataFrame(
-        [
-            {"title": n.title, "category": n.category, "price": n.price, "similarity": round(n.similarity, 3)}
-            for n in neighbours
-        ]
-    )
-
-
-def neighbour_median(neighbours: Sequence[Neighbour]) -> float:
-    """The median price of the neighbours: the simplest retrieval-based estimate."""
-    if not neighbours:
-        raise ValueError("no neighbours to take a median of")
-    return float(np.median([n.price for n in neighbours]))
-
-
 def neighbour_weighted_price(neighbours: Sequence[Neighbour], power: float = 4.0) -> float:
-    """A similarity-weighted geometric mean of the neighbours' prices (closer ones count more)."""
+    """A similarity-weighted geometric mean of the neighbours' prices (closer ones count more).
+
+    The "typical price" the RAG pricer's prompt spells out and falls back to; notebook 11 writes it
+    out in a cell (`typical_price`) and a test checks the two agree."""
     if not neighbours:
         raise ValueError("no neighbours to average")
     weights = np.array([max(n.similarity, 1e-6) ** power for n in neighbours])
