@@ -118,26 +118,6 @@ def test_structured_chat_never_returns_invalid_output(scripted):
     assert info.value.attempts[0][0] == "not json"
 
 
-def test_structured_table_has_a_row_per_text_valid_or_not(scripted):
-    good = '{"title": "Sony", "category": "Electronics", "price": 120}'
-    server, backend = scripted([good, "not json", '{"title": "x"}'])
-    table = chat.structured_table(backend, ["Sony headphones, 120", "???"], Facts, "Extract.", retries=1, progress=False)
-    assert list(table["text"]) == ["Sony headphones, 120", "???"] and list(table["valid"]) == [True, False]
-    assert table.loc[0, ["title", "category", "price"]].tolist() == ["Sony", "Electronics", 120]
-    assert "no valid Facts after 2 attempts" in table.loc[1, "error"]
-    assert len(server.requests) == 3  # one for the first text, two (one retry) for the second
-    assert server.requests[0]["messages"][:2] == [chat.system("Extract."), chat.user("Sony headphones, 120")]
-
-
-def test_structured_table_keeps_the_input_beside_a_field_of_the_same_name(scripted):
-    class Note(BaseModel):
-        text: str
-
-    server, backend = scripted(['{"text": "a summary"}'])
-    table = chat.structured_table(backend, ["the long input"], Note, "Summarise.", progress=False)
-    assert table.loc[0, "text"] == "the long input" and table.loc[0, "text (field)"] == "a summary"
-
-
 # --- tools ------------------------------------------------------------------------------
 def test_seller_earnings_follow_the_fee_policy():
     assert chat.seller_earnings(40) == {"price": 40, "selling_fee": 4.0, "processing_fee": 1.66, "seller_earns": 34.34}
@@ -222,23 +202,6 @@ def test_parse_category_counts_whole_words_only():
 
 
 # --- against the real local llama.cpp server ---------------------------------------------
-def test_score_shots_sends_the_first_n_examples_and_scores_each_count(scripted):
-    listings = [{"title": "iPhone 7 case", "category": "Electronics"}, {"title": "Mother's day mug", "category": "Home"}]
-    examples = [{"title": "Lipstick set", "category": "Beauty"}, {"title": "Lego bricks", "category": "Kids"}]
-    # 0 shots: the second reply echoes the title; 1 shot: both answer, one right
-    server, backend = scripted(["Electronics", "Mother's day mug", "Electronics", "Kids"])
-    replies, scores = chat.score_shots(backend, listings, examples, shot_counts=(0, 1), progress=False)
-    assert scores.to_dict("records") == [
-        {"shots": 0, "accuracy": 0.5, "answered with a category": 0.5},
-        {"shots": 1, "accuracy": 0.5, "answered with a category": 1.0},
-    ]
-    assert list(replies["shots"]) == [0, 0, 1, 1] and replies["predicted"].isna().tolist() == [False, True, False, False]
-    sent = [len(r["messages"]) for r in server.requests]
-    assert sent == [2, 2, 4, 4]  # system + listing, then one example pair more
-    with pytest.raises(ValueError, match="3 shots"):
-        chat.score_shots(backend, listings, examples, shot_counts=(0, 3))
-
-
 @pytest.fixture(scope="module")
 def local_backend():
     pytest.importorskip("llama_cpp", reason="llama-cpp-python[server] is not installed")
@@ -282,33 +245,3 @@ def test_local_tool_loop_with_a_required_tool(local_backend):
     assert run.mode == ("native" if local_backend.native_tools else "json") and run.tool_called
     assert run.steps[0].name == "seller_earnings" and "seller_earns" in run.steps[0].result
     assert run.steps[-1].kind == "answer"
-
-
-@pytest.mark.slow
-def test_chat_app_answers_through_its_own_api(local_backend):
-    """Notebook 04's app, launched for real and called the way the page calls it (gradio_client)."""
-    from gradio_client import Client
-
-    from course_utils import apps
-
-    app = apps.chat_app(local_backend, max_tokens=30)
-    url = apps.launch(app)
-    try:
-        client = Client(url, verbose=False)
-        reply = client.predict(message="Say hello in three words.", api_name="/chat")
-    finally:
-        apps.close(app)
-    assert url.startswith("http://127.0.0.1:")
-    assert isinstance(reply, str) and reply.strip(), f"empty reply: {reply!r}"
-    assert not reply.startswith("Error from"), reply  # the app turns a failure into this message
-
-
-def test_chat_app_shows_the_failure_in_the_chat(scripted):
-    """A back end that cannot answer gives a message naming it, not a bare Gradio 'Error'."""
-    from course_utils import apps
-
-    server, backend = scripted([])  # no scripted reply: the server fails the request
-    app = apps.chat_app(backend)
-    respond = app.fn
-    reply = "".join(respond("hi", []))
-    assert reply.startswith("Error from local: model scripted at http://127.0.0.1:"), reply

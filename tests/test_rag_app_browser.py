@@ -1,7 +1,7 @@
 """End to end: the Gradio RAG app in a real headless Chromium.
 
-Starts the app on 127.0.0.1 over a real Chroma store and the local llama.cpp
-server, opens it with Debian's chromium + chromedriver through selenium, asks a
+Starts notebook 05's app (its cell, run by tests/notebook_cells.py) on 127.0.0.1 over
+a real Chroma store and the local llama.cpp server, opens it with Debian's chromium + chromedriver through selenium, asks a
 question from the question set, and waits for an answer that lists its source.
 The browser is the system one (apt-get install chromium chromium-driver); selenium
 is never allowed to download a browser or a driver.
@@ -14,6 +14,8 @@ import shutil
 import tempfile
 
 import pytest
+
+from notebook_cells import cell_namespace
 
 CHROMIUM = os.environ.get("COURSE_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("COURSE_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -64,7 +66,8 @@ def rag_app_url(tmp_path):
     store, _ = rag.build_knowledge_base(chunking, persist_dir=tmp_path / "chroma")
     backend = get_backend("local")
     chain = rag.RagChain(store, rag.chat_model_from_backend(backend, max_tokens=60), k=3)
-    app = apps.rag_app(chain)
+    # notebook 05's app, from its cell
+    app = cell_namespace("05_rag.ipynb", "gr.ChatInterface(", chain=chain, asked=rag.load_questions())["app"]
     url = apps.launch(app)
     assert url.startswith("http://127.0.0.1:")
     try:

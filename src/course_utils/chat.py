@@ -2,7 +2,7 @@
 
 Everything goes through `course_utils.llm.get_backend()`: the real `openai` client,
 pointed at OpenAI, at any OpenAI-compatible server, or (by default) at the embedded
-llama.cpp server running SmolLM2-135M-Instruct.
+llama.cpp server running the profile's local stand-in for a frontier model.
 
 Structured output
     A pydantic model is the schema. OpenAI gets it as a strict JSON schema
@@ -210,30 +210,6 @@ def structured_chat(
     )
 
 
-def structured_table(
-    backend, texts: Sequence[str], schema: type[BaseModel], instruction: str, retries: int = 1, progress: bool = True, **kwargs
-):
-    """Ask for `schema` once per text: one row per text with `valid` and the fields, or the error.
-
-    A text whose replies stay invalid after the retries is a row with valid=False and the
-    reason, not an exception: the table shows how often the model manages.
-    """
-    import pandas as pd
-    from tqdm.auto import tqdm
-
-    rows = []
-    for text in tqdm(list(texts), desc="extracting", disable=not progress):
-        try:
-            result = structured_chat(backend, [system(instruction), user(text)], schema, retries=retries, **kwargs)
-            row = {"text": text, "valid": True}
-            # A schema field called "text" or "valid" gets its own column instead of replacing these.
-            row.update({f"{name} (field)" if name in row else name: value for name, value in result.model_dump().items()})
-            rows.append(row)
-        except StructuredOutputError as error:
-            rows.append({"text": text, "valid": False, "error": str(error)[:120]})
-    return pd.DataFrame(rows)
-
-
 # --- tools ------------------------------------------------------------------------------
 @dataclass
 class Tool:
@@ -391,9 +367,11 @@ def _run_tools_json(backend, messages, tools, max_rounds, require_tool, max_toke
 
 
 def _run_tools_native(backend, messages, tools, max_rounds, require_tool, max_tokens, **kwargs) -> ToolRun:
-    """The API's own tool calls. Each tool is offered until it has been called once (a small model
-    shown a tool tends to call it again and again); with none left, or in the last round, the
-    request carries no tools and the model can only answer. Notebook 04 writes the same loop out."""
+    """The API's own tool calls, with one rule: each tool is offered until it has been called once (a
+    small model shown a tool again after its result tends to call it again and again); with none left,
+    or in the last round, the request carries no tools and the model can only answer. Notebook 04
+    writes the same loop out (`run_with_tools`); tests/test_lessons_chat_rag.py checks that the two
+    send the same requests and return the same answer."""
     by_name = {tool.name: tool for tool in tools}
     messages = list(messages)
     run = ToolRun(answer="", mode="native")
@@ -537,15 +515,11 @@ def price_lookup_tool() -> Tool:
     )
 
 
-# --- few-shot classification of listings ---------------------------------------------------
+# --- listings for few-shot classification (notebook 04 writes the prompts and the loop) ---
 CATEGORIES = (
     "Women", "Men", "Electronics", "Kids", "Home", "Beauty",
     "Vintage & Collectibles", "Sports & Outdoors", "Handmade", "Other",
 )  # fmt: skip
-CATEGORY_INSTRUCTION = (
-    "Classify the marketplace listing title into exactly one category: " + ", ".join(CATEGORIES) + ". "
-    "Reply with the category name only."
-)
 
 
 def sample_listings(n: int, seed: int = 42, exclude: Sequence[str] = ()) -> list[dict]:
@@ -572,39 +546,3 @@ def parse_category(reply: str) -> str | None:
     text = reply.lower()
     found = [(m.start(), c) for c, pattern in _CATEGORY_PATTERNS.items() if (m := pattern.search(text))]
     return min(found)[1] if found else None
-
-
-def score_shots(backend, listings: Sequence[dict], examples: Sequence[dict], shot_counts: Sequence[int] = (0, 1, 3), progress: bool = True):
-    """Classify the same listings with each number of examples (the first n of `examples`).
-
-    Returns (replies, scores): one row per listing and shot count with the reply, and one row
-    per shot count with the accuracy and the share of replies that named a category at all.
-    """
-    import pandas as pd
-    from tqdm.auto import tqdm
-
-    if max(shot_counts) > len(examples):
-        raise ValueError(f"{max(shot_counts)} shots need as many examples; got {len(examples)}")
-    replies, scores = [], []
-    for shots in tqdm(shot_counts, desc="shots", disable=not progress):
-        rows = classify_listings(backend, listings, examples[:shots])
-        replies += [{"shots": shots, **r} for r in rows]
-        scores.append({
-            "shots": shots,
-            "accuracy": sum(r["correct"] for r in rows) / len(rows),
-            "answered with a category": sum(r["predicted"] is not None for r in rows) / len(rows),
-        })  # fmt: skip
-    return pd.DataFrame(replies), pd.DataFrame(scores)
-
-
-def classify_listings(backend, listings: Sequence[dict], examples: Sequence[dict] = (), **kwargs) -> list[dict]:
-    """Ask for each listing's category with 0..n examples; one row per listing."""
-    shots = [(ex["title"], ex["category"]) for ex in examples]
-    rows = []
-    for listing in listings:
-        messages = few_shot_messages(CATEGORY_INSTRUCTION, shots, listing["title"])
-        reply = backend.chat(messages, max_tokens=12, temperature=0, **kwargs)
-        predicted = parse_category(reply)
-        rows.append({"title": listing["title"], "category": listing["category"], "reply": reply.strip(),
-                     "predicted": predicted, "correct": predicted == listing["category"]})  # fmt: skip
-    return rows

@@ -240,7 +240,7 @@ _OFFLINE_SIZES = {
     # ~8 s for the 1.5B model on 2 AVX2 cores (~40 prompt tokens a second), ~6 minutes for the 48.
     "rag_answer_items": 48,
     # notebook 13 asks the model to rewrite, rerank, answer and judge: every question of each group offline
-    # (~100 calls of a few seconds each), three per group in CI.
+    # (~130 calls of a few seconds each), two per group in CI.
     "rag_eval_questions": 100,
     "perplexity_tokens": 1024,
     "bpe_vocab": 2_000,
@@ -270,7 +270,7 @@ _CI_SIZES = {
     "max_tokens_prompt": 64,
     "demo_items": 3,
     "rag_answer_items": 6,
-    "rag_eval_questions": 3,
+    "rag_eval_questions": 2,
     "perplexity_tokens": 256,
     "bpe_vocab": 500,
     "classifier_items": 800,

@@ -11,7 +11,8 @@ The pipeline, one function per step:
           -> RagChain (LangChain: retrieve, prompt, chat model, parse)  ->  answer + sources
 
 plus `evaluate_retrieval()` (hit rate at k, mean reciprocal rank) on the question set
-in course_data/rag_questions.jsonl, and `project_2d()` / `plot_vector_map()` for a 2-D map.
+in course_data/rag_questions.jsonl, `fact_found()` (does an answer hold the question's
+reference fact?), and `project_2d()` / `plot_vector_map()` for a 2-D map.
 
 Bad input fails early with a message that names the problem: a missing or empty
 folder (`KnowledgeBaseError`), a file that cannot be parsed (`DocumentParseError`), a
@@ -606,6 +607,32 @@ class RagChain:
             text += piece
             yield text
         yield f"{text.strip() or DONT_KNOW}\n\nSources: {', '.join(unique_sources(chunks))}"
+
+
+# Words too common to say whether an answer holds the reference fact.
+FACT_STOPWORDS = frozenset({"the", "and", "for", "per", "with", "from", "that", "this", "are", "was", "dollars", "dollar"})
+
+
+def fact_found(reference: str, answer: str) -> bool:
+    """The reference check of notebook 05: does `answer` hold the fact `reference` states?
+
+    True when every number of the reference appears in the answer (thousands separators
+    ignored: "41,000" matches "41000") and at least half of the reference's content words
+    (three letters or more, not in `FACT_STOPWORDS`) do. Strict about numbers, lenient about
+    wording: "14 March 2017, by Ines Okafor and Tomas Brandt" is found in "It was founded on
+    14 March 2017 by Okafor and Brandt". Notebook 05 writes the same function out in a cell;
+    tests/test_lessons_chat_rag.py checks that the two agree.
+    """
+    import re
+
+    def norm(text: str) -> str:
+        return re.sub(r"(?<=\d),(?=\d{3})", "", text.lower())
+
+    ref, ans = norm(reference), norm(answer)
+    numbers = re.findall(r"\d+(?:\.\d+)?", ref)
+    found = set(re.findall(r"\d+(?:\.\d+)?", ans))
+    words = [w for w in re.findall(r"[a-z]{3,}", ref) if w not in FACT_STOPWORDS]
+    return all(n in found for n in numbers) and (not words or sum(w in ans for w in words) >= len(words) / 2)
 
 
 def spread(questions: Sequence[dict], n: int) -> list[dict]:
