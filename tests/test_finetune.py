@@ -109,15 +109,13 @@ def test_conversational_dataset_refuses_invalid_files(tmp_path):
         finetune.conversational_dataset(path)
 
 
-def test_sft_config_settings_and_explanations(tmp_path):
+def test_sft_config_settings(tmp_path):
     profile = config.get_profile("ci")
     args = finetune.sft_config(tmp_path, profile, quantized=True)
     assert args.max_steps == profile.size("qlora_max_steps")
     assert args.save_steps == profile.size("qlora_save_steps") and args.completion_only_loss is True
     assert args.learning_rate == finetune.QLORA_LEARNING_RATE
     assert args.max_length > profile.size("max_tokens_prompt")
-    table = finetune.explain_config(args)
-    assert table.loc["learning_rate", "value"] == finetune.QLORA_LEARNING_RATE
     assert finetune.sft_config(tmp_path, profile, max_steps=3).save_strategy == "no"
 
 
@@ -157,7 +155,6 @@ def test_save_adapter_replaces_atomically_and_keeps_the_old_one_on_failure(tmp_p
         finetune.save_adapter(_Saver("v3", fail=True), target)
     assert (target / "adapter_model.safetensors").read_text() == "v2"
     assert sorted(p.name for p in target.parent.iterdir()) == ["a"]
-    assert finetune.folder_size_mb(target) > 0
 
 
 def test_load_finetuned_without_adapter_says_which_notebook(tmp_path):
@@ -206,7 +203,7 @@ def test_qlora_stops_resumes_and_saves(tmp_path, monkeypatch):
     adapter = finetune.save_adapter(model, tmp_path / "adapter")
     assert (adapter / "adapter_config.json").is_file()
     reloaded = finetune.load_qlora_model(profile, adapter=adapter, trainable=False)
-    assert finetune.trainable_parameters(reloaded)["trainable"] == 0
+    assert not any(p.requires_grad for p in reloaded.parameters())
 
 
 def test_training_precision_on_a_t4_is_fp16(monkeypatch):
@@ -329,6 +326,7 @@ def test_start_fresh_moves_an_earlier_run_aside(tmp_path):
 
 def test_openai_client_is_none_when_the_local_server_is_asked_for(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-" + "x" * 40)
+    monkeypatch.setenv("COURSE_ALLOW_PAID", "1")
     monkeypatch.delenv("COURSE_BLOCK_NETWORK", raising=False)
     monkeypatch.setenv("COURSE_LLM", "local")
     assert finetune.openai_client() is None
@@ -337,6 +335,18 @@ def test_openai_client_is_none_when_the_local_server_is_asked_for(monkeypatch):
     assert finetune.openai_client() is None
     monkeypatch.setenv("COURSE_BLOCK_NETWORK", "0")
     assert finetune.openai_client() is not None
+
+
+def test_a_key_alone_does_not_allow_a_paid_job(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-" + "x" * 40)
+    for name in ("COURSE_LLM", "COURSE_BLOCK_NETWORK", "COURSE_ALLOW_PAID"):
+        monkeypatch.delenv(name, raising=False)
+    assert not finetune.paid_jobs_allowed() and finetune.openai_client() is None
+    for said_no in ("0", "no", ""):
+        monkeypatch.setenv("COURSE_ALLOW_PAID", said_no)
+        assert finetune.openai_client() is None
+    monkeypatch.setenv("COURSE_ALLOW_PAID", "yes")
+    assert finetune.paid_jobs_allowed() and finetune.openai_client() is not None
 
 
 def test_push_adapter_is_opt_in(monkeypatch):
@@ -403,22 +413,37 @@ class FineTuningAPI:
         self.server.close()
 
 
-def test_a_rerun_follows_the_recorded_openai_job_instead_of_paying_for_another(tmp_path):
+def test_a_rerun_follows_the_recorded_openai_job_instead_of_paying_for_another(tmp_path, monkeypatch):
+    """Notebook 08's job cell, executed against a scripted fine-tuning API with the real openai client."""
+    from types import SimpleNamespace
+
+    from notebook_cells import cell_namespace
+
     api = FineTuningAPI()
     try:
-        client, said = api.client(), []
+        said = []
+        monkeypatch.setattr(finetune, "openai_client", api.client)
+        monkeypatch.setattr(finetune, "poll_openai_job", lambda client, job_id: client.fine_tuning.jobs.retrieve(job_id))
         train = finetune.write_jsonl(make_items(3), tmp_path / "train.jsonl")
         val = finetune.write_jsonl(make_items(2), tmp_path / "val.jsonl")
-        record = tmp_path / "results" / "openai_finetune_job.json"
-        job = finetune.openai_job(client, train, val, record, show=said.append)
-        assert job.id == "ftjob-0" and api.created == ["file", "file", "ftjob-0"]
+        profile = SimpleNamespace(work_dir=tmp_path / "results", seed=42)
+        record = finetune.openai_job_record(profile)
+
+        def run_cell():
+            return cell_namespace("08_frontier_pricing_and_finetuning.ipynb", "client.fine_tuning.jobs.create(", finetune=finetune,
+                                  train_path=train, val_path=val, profile=profile, scores={}, print=lambda *a: said.append(" ".join(map(str, a))))
+
+        assert run_cell()["job"].id == "ftjob-0" and api.created == ["file", "file", "ftjob-0"]
         assert json.loads(record.read_text())["job_id"] == "ftjob-0"
-        again = finetune.openai_job(client, train, val, record, show=said.append)  # the notebook run again
-        assert again.id == "ftjob-0" and len(api.created) == 3 and "reusing it" in said[-1]
+        made_from = finetune.job_inputs(train, val)
+        assert finetune.recorded_job(api.client(), record, made_from, show=said.append).id == "ftjob-0" and "following it" in said[-1]
+        assert run_cell()["job"].id == "ftjob-0" and len(api.created) == 3  # the notebook run again: no second job
         api.jobs["ftjob-0"]["status"] = "failed"  # a failed job is not reused
-        third = finetune.openai_job(client, train, val, record, show=said.append)
-        assert third.id == "ftjob-1" and "ended failed" in said[-1]
+        assert finetune.recorded_job(api.client(), record, made_from, show=said.append) is None and "ended failed" in said[-1]
+        assert run_cell()["job"].id == "ftjob-1"
         finetune.write_jsonl(make_items(4), train)  # other training data: another job
-        assert finetune.openai_job(client, train, val, record, show=said.append).id == "ftjob-2"
+        assert run_cell()["job"].id == "ftjob-2"
+        record.write_text("{not json")
+        assert finetune.recorded_job(api.client(), record, made_from, show=said.append) is None
     finally:
         api.close()

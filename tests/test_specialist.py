@@ -112,8 +112,6 @@ def test_pricer_modes_share_one_pass_and_leave_training_mode_alone(smollm2):
     weighted = greedy.with_mode("weighted")
     assert [greedy(it) for it in ITEMS] == [p.greedy for p in predictions]
     assert [weighted(it) for it in ITEMS] == [p.weighted for p in predictions]
-    table = specialist.confidence_table(predictions, ITEMS, bins=3)
-    assert table["items"].sum() == len(ITEMS)
 
 
 @pytest.mark.slow
@@ -121,23 +119,3 @@ def test_timed_predict_reports_timings(smollm2):
     model, tokenizer = smollm2
     predictions, timings = specialist.timed_predict(model, tokenizer, ITEMS[:2], top_k=2, progress=False)
     assert len(predictions) == 2 and timings["predict_s"] >= 0 and timings["ms_per_item"] >= 0
-
-
-@pytest.mark.slow
-def test_score_readings_stores_both_readings_of_one_pass_per_split(smollm2, tmp_path, monkeypatch):
-    from course_utils import data, evaluation, results
-
-    monkeypatch.setenv("COURSE_RESULTS", str(tmp_path))
-    monkeypatch.setattr(results, "_current_data_version", lambda profile: "test-data")
-    monkeypatch.setattr(data, "data_version", lambda profile=None, *a, **k: "test-data")
-    monkeypatch.setattr(evaluation, "_check_split", lambda *a, **k: None)
-    model, tokenizer = smollm2
-    profile = config.get_profile("ci")
-    predictions, scored = specialist.score_readings(
-        model, tokenizer, "tiny", {"eval": ITEMS[:2], "ensemble_val": ITEMS[2:]}, profile, extra={"kind": "llm"}, top_k=2, progress=False)
-    assert [len(predictions[s]) for s in ("eval", "ensemble_val")] == [2, 1]
-    assert set(scored["eval"]) == {"tiny-greedy", "tiny-weighted"}
-    for mode in ("greedy", "weighted"):
-        stored = results.load_predictions(f"tiny-{mode}", "ensemble_val", profile)
-        assert stored == {ITEMS[2].id: pytest.approx(max(0.0, getattr(predictions["ensemble_val"][0], mode)))}
-    assert scored["eval"]["tiny-greedy"].timings == scored["eval"]["tiny-weighted"].timings  # one pass, shared

@@ -5,7 +5,9 @@ The same file of conversations (system, user, assistant-with-the-price) feeds
   * TRL's SFTTrainer on the local model, as a conversational prompt-completion data
     set whose loss covers only the assistant's answer;
 and `load_qlora_model` with `sft_config(quantized=True)` trains LoRA adapters on a 4-bit NF4
-base model (notebook 09).
+base model. Notebook 09 writes the same BitsAndBytesConfig, LoraConfig and SFTConfig out in its
+cells (tests/test_lessons_finetune.py checks that they agree); the package's copies serve
+notebook 08's full fine-tune, notebook 10's loaders and the benchmarks.
 
 Every artefact (JSONL files, adapters) is written to a temporary path and moved into
 place with `os.replace`, so an interrupted run never leaves a half-written file.
@@ -216,11 +218,26 @@ def estimate_cost(training_tokens: int, epochs: int, model: str = DEFAULT_OPENAI
 
 
 # --- the OpenAI fine-tuning API (only with OPENAI_API_KEY) ----------------------------------
-def openai_client():
-    """An OpenAI client, or None (the notebooks then skip the job).
+PAID_OPT_IN = "COURSE_ALLOW_PAID"
 
-    None when no OPENAI_API_KEY is set, when COURSE_LLM=local asks for the local server only,
-    or under the network guard (`make test`): a key left in `.env` must not start a paid job there.
+
+def paid_jobs_allowed() -> bool:
+    """True only when the learner said so: COURSE_ALLOW_PAID=1 (or yes/true) in the environment or `.env`.
+
+    A key alone is not consent to a fine-tuning job, which is billed per training token: a key kept in `.env`
+    for chat calls must not start one when a notebook is run top to bottom, in Jupyter Lab or anywhere else.
+    """
+    from . import secrets
+
+    secrets.load_dotenv_once()
+    return os.environ.get(PAID_OPT_IN, "").strip().lower() in {"1", "yes", "true"}
+
+
+def openai_client():
+    """An OpenAI client for fine-tuning jobs, or None (the notebooks then skip the job).
+
+    None when no OPENAI_API_KEY is set, when COURSE_ALLOW_PAID is not set (`paid_jobs_allowed`),
+    when COURSE_LLM=local asks for the local server only, or under the network guard (`make test`).
     """
     from . import secrets
     from .llm import choose_backend_kind
@@ -228,7 +245,7 @@ def openai_client():
 
     secrets.load_dotenv_once()
     key = secrets.get_secret("OPENAI_API_KEY")
-    if not key or choose_backend_kind() == "local" or network_guard_requested():
+    if not key or not paid_jobs_allowed() or choose_backend_kind() == "local" or network_guard_requested():
         return None
     from openai import OpenAI
 
@@ -242,22 +259,6 @@ def fine_tuned_backend(client, model: str):
     return ChatBackend(client, model, "openai", str(client.base_url).rstrip("/"))
 
 
-def start_openai_job(client, train_path, val_path, model: str = DEFAULT_OPENAI_BASE, epochs: int = 1, suffix: str = "pricer", seed: int = 42):
-    """Upload both files and create a supervised fine-tuning job; returns the job object."""
-    with open(train_path, "rb") as handle:
-        train_file = client.files.create(file=handle, purpose="fine-tune")
-    with open(val_path, "rb") as handle:
-        val_file = client.files.create(file=handle, purpose="fine-tune")
-    return client.fine_tuning.jobs.create(
-        model=model,
-        training_file=train_file.id,
-        validation_file=val_file.id,
-        suffix=suffix,
-        seed=seed,
-        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": epochs}}},
-    )
-
-
 _JOB_OVER = {"failed", "cancelled"}
 
 
@@ -266,37 +267,44 @@ def openai_job_record(profile: config.Profile | None = None) -> Path:
     return (profile or config.get_profile()).work_dir / "openai_finetune_job.json"
 
 
-def openai_job(client, train_path, val_path, record_path, model: str = DEFAULT_OPENAI_BASE, epochs: int = 1, show=print):
-    """The fine-tuning job for these files: the recorded one, or a new one that is recorded at once.
-
-    Every job is paid for, so a re-run of the notebook (or a poll that timed out) must not
-    start a second one. The record holds the job id and what the job was made from (both
-    files' SHA-256, the base model, the epochs); it is reused while those match and the job
-    has not failed or been cancelled. Delete the record to force a new job.
-    """
+def job_inputs(train_path, val_path, model: str = DEFAULT_OPENAI_BASE, epochs: int = 1) -> dict:
+    """What a fine-tuning job is made from: both files' SHA-256, the base model and the epochs."""
     import hashlib
 
-    made_from = {
+    return {
         "model": model,
         "epochs": epochs,
         "train_sha256": hashlib.sha256(Path(train_path).read_bytes()).hexdigest(),
         "val_sha256": hashlib.sha256(Path(val_path).read_bytes()).hexdigest(),
     }
+
+
+def recorded_job(client, record_path, made_from: dict, show=print):
+    """The job already started from these inputs, or None when a new one is needed.
+
+    Every job is paid for, so a re-run of the notebook (or a poll that timed out) must not start a
+    second one. The record (`record_job`) is reused while what the job was made from matches and the
+    job has not failed or been cancelled. Delete the record to force a new job.
+    """
     record_path = Path(record_path)
     try:
         record = json.loads(record_path.read_text(encoding="utf-8")) if record_path.is_file() else {}
     except json.JSONDecodeError:
-        show(f"{record_path} is not valid JSON; starting a new job")
-        record = {}
-    if record.get("made_from") == made_from and record.get("job_id"):
-        job = client.fine_tuning.jobs.retrieve(record["job_id"])
-        if job.status not in _JOB_OVER:
-            show(f"job {job.id} ({job.status}) was started for these files already; reusing it (delete {record_path} to start another)")
-            return job
-        show(f"the recorded job {job.id} ended {job.status}; starting a new one")
-    job = start_openai_job(client, train_path, val_path, model=model, epochs=epochs)
-    atomic_write_text(record_path, json.dumps({"job_id": job.id, "made_from": made_from}, indent=2))
+        show(f"{record_path} is not valid JSON; a new job is needed")
+        return None
+    if record.get("made_from") != made_from or not record.get("job_id"):
+        return None
+    job = client.fine_tuning.jobs.retrieve(record["job_id"])
+    if job.status in _JOB_OVER:
+        show(f"the recorded job {job.id} ended {job.status}; a new one is needed")
+        return None
+    show(f"job {job.id} ({job.status}) was started for these files already; following it (delete {record_path} to start another)")
     return job
+
+
+def record_job(record_path, job, made_from: dict) -> Path:
+    """Write the job id and its inputs atomically, right after the job is created."""
+    return atomic_write_text(Path(record_path), json.dumps({"job_id": job.id, "made_from": made_from}, indent=2))
 
 
 def poll_openai_job(client, job_id: str, every: float = 30.0, timeout: float = 3600.0, show=print):
@@ -555,7 +563,7 @@ def sft_config(output_dir, profile: config.Profile | None = None, max_steps: int
     return SFTConfig(**settings)
 
 
-def _use_tqdm_progress(trainer) -> None:
+def use_tqdm_progress(trainer) -> None:
     """Swap Jupyter's HTML progress bar for tqdm's: the HTML one crashes (transformers 5.x)
     when a run ends early, right after its first step, as the interrupted run of notebook 09 does."""
     from transformers.trainer_callback import ProgressCallback
@@ -578,7 +586,7 @@ def train(model, tokenizer, train_dataset, args, resume: bool | str = False, sto
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer, callbacks=callbacks)
     if not args.bf16:
         trainable_to_fp32(trainer.model)
-    _use_tqdm_progress(trainer)
+    use_tqdm_progress(trainer)
     checkpoint = None
     if resume:
         checkpoint = resume if isinstance(resume, str) else last_checkpoint(args.output_dir)
@@ -754,12 +762,6 @@ def check_adapter_base(adapter, profile: config.Profile | None = None) -> None:
         )
 
 
-def trainable_parameters(model) -> dict:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    return {"trainable": trainable, "total": total, "trainable %": round(100 * trainable / total, 3)}
-
-
 def adapter_dir(profile: config.Profile | None = None, name: str = "qlora-pricer") -> Path:
     profile = profile or config.get_profile()
     return profile.work_dir / "adapters" / name
@@ -768,10 +770,6 @@ def adapter_dir(profile: config.Profile | None = None, name: str = "qlora-pricer
 def save_adapter(model, target: str | os.PathLike) -> Path:
     """Save only the LoRA weights, atomically: a temp folder, then os.replace over the old one."""
     return atomic_write_dir(target, lambda tmp: model.save_pretrained(str(tmp)))
-
-
-def folder_size_mb(folder: str | os.PathLike) -> float:
-    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 2**20
 
 
 HUB_REPO_ENV = "COURSE_HUB_REPO"
@@ -795,39 +793,6 @@ def push_adapter(model, repo_id: str | None = None, private: bool = True) -> str
         raise ValueError(f"Hub repo {repo_id!r} must look like 'your-name/qlora-pricer'")
     model.push_to_hub(repo_id, token=token, private=private)
     return f"https://huggingface.co/{repo_id}"
-
-
-# What each SFT setting does, for the table notebook 09 shows next to the values.
-SETTING_NOTES = {
-    "max_steps": "optimizer updates in the run (overrides num_train_epochs)",
-    "per_device_train_batch_size": "examples per forward/backward pass",
-    "gradient_accumulation_steps": "passes summed before one update; effective batch = batch x this",
-    "learning_rate": "step size; LoRA adapters start at zero and take a ~10x higher rate than full fine-tuning",
-    "lr_scheduler_type": "how the rate changes: cosine decays it smoothly to zero by the last step",
-    "warmup_steps": "linear warm-up (a fraction < 1 = share of all steps) to avoid big early updates",
-    "optim": "the optimizer: AdamW; paged 8-bit AdamW on CUDA keeps its state small and spill-able",
-    "weight_decay": "pull weights towards zero; off, since the adapters are tiny",
-    "max_grad_norm": "gradient clipping: one odd batch cannot wreck the weights",
-    "max_length": "longest tokenized example kept; longer ones lose their end (the answer!)",
-    "completion_only_loss": "loss on the assistant's answer only, not on the prompt",
-    "save_steps": "a checkpoint every N steps (adapters + optimizer + scheduler + RNG state)",
-    "save_total_limit": "older checkpoints are deleted beyond this many",
-    "bf16": "bfloat16 mixed precision (Ampere+ GPUs)",
-    "fp16": "float16 mixed precision (a T4 has no bf16)",
-    "activation_checkpointing": "recompute activations in the backward pass: less GPU memory, ~30% slower",
-    "seed": "same seed, same data order and dropout: a re-run gives the same curve",
-}
-
-
-def explain_config(args):
-    """A DataFrame of the SFT settings that matter, their values and what they do."""
-    import pandas as pd
-
-    notes = dict(SETTING_NOTES)
-    if not hasattr(args, "activation_checkpointing"):  # transformers < 5.x rename
-        notes["gradient_checkpointing"] = notes.pop("activation_checkpointing")
-    rows = [{"setting": key, "value": getattr(args, key), "what it does": note} for key, note in notes.items() if hasattr(args, key)]
-    return pd.DataFrame(rows).set_index("setting")
 
 
 def interruption_step(profile: config.Profile | None = None) -> int:

@@ -194,23 +194,6 @@ class SpecialistPricer:
         return other
 
 
-def confidence_table(predictions: Sequence[PricePrediction], items: Sequence[Item], bins: int = 3):
-    """Mean absolute log error by how much weight the top candidate got (low / mid / high thirds)."""
-    import pandas as pd
-
-    frame = pd.DataFrame(
-        {
-            "top candidate weight": [p.candidates[0][1] if p.candidates else float("nan") for p in predictions],
-            "abs log error": [abs(math.log1p(p.weighted) - math.log1p(it.price)) for p, it in zip(predictions, items)],
-        }
-    )
-    labels = ["low", "mid", "high"] if bins == 3 else None
-    frame["confidence"] = pd.qcut(frame["top candidate weight"].rank(method="first"), bins, labels=labels)
-    return frame.groupby("confidence", observed=True).agg(
-        items=("abs log error", "size"), top_weight=("top candidate weight", "mean"), mean_abs_log_error=("abs log error", "mean")
-    )
-
-
 def timed_predict(model, tokenizer, items: Sequence[Item], **kwargs) -> tuple[list[PricePrediction], dict]:
     """`predict`, plus the timings the results store keeps (one pass gives both readings)."""
     import time
@@ -219,25 +202,3 @@ def timed_predict(model, tokenizer, items: Sequence[Item], **kwargs) -> tuple[li
     predictions = predict(model, tokenizer, items, **kwargs)
     seconds = time.perf_counter() - started
     return predictions, {"predict_s": round(seconds, 1), "ms_per_item": round(1000 * seconds / max(1, len(items)), 1)}
-
-
-READINGS = ("greedy", "weighted")
-
-
-def score_readings(model, tokenizer, prefix: str, splits: dict[str, Sequence[Item]], profile=None, extra: dict | None = None, **predict_kwargs):
-    """Price each named split once and score both readings as `<prefix>-greedy` and `<prefix>-weighted`.
-
-    Returns ({split: predictions}, {split: {name: EvalResult}}); every result goes into the
-    results store with the pass's timings (one pass gives both readings, so they share them).
-    """
-    from .evaluation import score
-
-    predictions, scored = {}, {}
-    for split, items in splits.items():
-        predictions[split], timing = timed_predict(model, tokenizer, items, desc=f"{prefix}, {split}", **predict_kwargs)
-        scored[split] = {
-            f"{prefix}-{mode}": score(f"{prefix}-{mode}", items, [getattr(p, mode) for p in predictions[split]], profile,
-                                      split=split, extra=extra, timings=timing)
-            for mode in READINGS
-        }  # fmt: skip
-    return predictions, scored
