@@ -6,7 +6,6 @@ import math
 import pytest
 
 from course_utils import config, finetune, models, specialist
-from course_utils.items import Item
 
 from notebook_cells import cell_namespace
 
@@ -43,11 +42,7 @@ def test_sft_config_cell_is_the_package_one_plus_validation(name, tmp_path, monk
     assert args.max_steps == profile.size("qlora_max_steps") and args.completion_only_loss
 
 
-ITEMS = [
-    Item(id="a", title="Apple iPhone 12 Pro Max 256GB unlocked", categories=("Electronics", "Cell Phones"), brand="Apple", condition="Like new", price=650),
-    Item(id="b", title="Plain white t-shirt, size M", categories=("Women", "Tops"), condition="Used", price=6),
-    Item(id="c", title="Lego Star Wars Millennium Falcon set, sealed box", categories=("Kids", "Toys"), brand="LEGO", price=120),
-]
+from test_specialist import ITEMS  # the same three listings the specialist's own tests price
 
 
 @pytest.fixture(scope="module")
