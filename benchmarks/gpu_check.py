@@ -2,8 +2,8 @@
 
 The colab and gpu profiles differ from the offline one in branches that a CPU never takes:
 4-bit NF4 loading (bitsandbytes), QLoRA with paged 8-bit AdamW and activation checkpointing,
-bf16 or fp16 mixed precision, the 4-bit adapter reload of notebook 10, and peak GPU memory.
-This script takes each of them, the way notebooks 08-10 call course_utils, on any CUDA GPU:
+bf16 or fp16 mixed precision, the 4-bit adapter reload of notebook 11, and peak GPU memory.
+This script takes each of them, the way notebooks 09-11 call course_utils, on any CUDA GPU:
 
     python benchmarks/gpu_check.py --model DIR [--random-init] [--items FILE] [--precision auto fp16]
 
@@ -103,7 +103,7 @@ def run_phases(profile, train, eval_items, precision: str, out: Path) -> list[di
         dataset = finetune.conversational_dataset(train_path)
         tokenizer = finetune.ensure_chat_template(models.load_tokenizer("base_model", profile))
         rows = []
-        for phase, body in (("QLoRA 4-bit (09, 10)", qlora_phase), ("full fine-tune (08)", full_phase)):
+        for phase, body in (("QLoRA 4-bit (10, 11)", qlora_phase), ("full fine-tune (09)", full_phase)):
             row = {"phase": phase, "precision": precision}
             try:
                 row.update(body(profile, tokenizer, dataset, eval_items, work, precision))
@@ -119,7 +119,7 @@ def run_phases(profile, train, eval_items, precision: str, out: Path) -> list[di
 
 
 def qlora_phase(profile, tokenizer, dataset, eval_items, work: Path, precision: str) -> dict:
-    """Notebook 09's run (4-bit base, interrupted, resumed from its checkpoint), then notebook 10's 4-bit reload."""
+    """Notebook 10's run (4-bit base, interrupted, resumed from its checkpoint), then notebook 11's 4-bit reload."""
     import torch
 
     from course_utils import evaluation, finetune, specialist
@@ -140,7 +140,7 @@ def qlora_phase(profile, tokenizer, dataset, eval_items, work: Path, precision: 
     trained = specialist.predict(model, tokenizer, eval_items[:4], progress=False)
     del model
     second.release()
-    # Notebook 10: the base and the adapter in 4-bit (the GPU profiles' load_in_4bit).
+    # Notebook 11: the base and the adapter in 4-bit (the GPU profiles' load_in_4bit).
     tuned = finetune.load_finetuned(profile, adapter=adapter)
     reloaded = specialist.predict(tuned, tokenizer, eval_items[:4], progress=False)
     same = [a.greedy for a in trained] == [b.greedy for b in reloaded]
@@ -163,7 +163,7 @@ def qlora_phase(profile, tokenizer, dataset, eval_items, work: Path, precision: 
 
 
 def full_phase(profile, tokenizer, dataset, eval_items, work: Path, precision: str) -> dict:
-    """Notebook 08's full fine-tune: fp32 weights, mixed-precision compute, AdamW."""
+    """Notebook 09's full fine-tune: fp32 weights, mixed-precision compute, AdamW."""
     import torch
 
     from course_utils import evaluation, finetune, models, specialist

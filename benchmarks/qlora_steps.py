@@ -1,8 +1,8 @@
-"""How many QLoRA steps notebook 09 trains for, chosen on validation items.
+"""How many QLoRA steps notebook 10 trains for, chosen on validation items.
 
-Trains notebook 09's QLoRA run (the profile's data, LoRA and SFT settings) for --steps optimizer
+Trains notebook 10's QLoRA run (the profile's data, LoRA and SFT settings) for --steps optimizer
 steps, keeping a checkpoint every --every steps, then prices --items validation items with each
-checkpoint's adapter the way notebook 10 does (offline: merged into the full-precision base; greedy
+checkpoint's adapter the way notebook 11 does (offline: merged into the full-precision base; greedy
 and probability-weighted readings). The items are validation items outside the ensemble's slice
 (`data.baseline_val_set`); the evaluation set is never read.
 

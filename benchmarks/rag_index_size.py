@@ -1,11 +1,11 @@
-"""How many training listings notebook 11 stores (`rag_index_items`), chosen on validation items.
+"""How many training listings notebook 13 stores (`rag_index_items`), chosen on validation items.
 
-Embeds the first --max training listings of the profile's splits once (the order notebook 11 indexes
+Embeds the first --max training listings of the profile's splits once (the order notebook 13 indexes
 them in), then, for each store size, finds every validation item's --k most similar listings among the
 first N and prices it with the neighbours' similarity-weighted "typical price", the number the RAG
 pricer's prompt spells out (and what it falls back to). The items are validation items outside the
 ensemble's slice (`data.baseline_val_set`); the evaluation set is never read. The chat model is left
-out: per item it costs hundreds of times the lookup, and notebook 11 counts how often its answer is
+out: per item it costs hundreds of times the lookup, and notebook 13 counts how often its answer is
 that typical price anyway.
 
     python benchmarks/rag_index_size.py [--profile offline] [--sizes 2500,5000,10000,20000,30000] [--k 5]

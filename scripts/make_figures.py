@@ -8,9 +8,9 @@ Figures and where they are shown:
 
     course_map        README        the notebooks in learning order, grouped by course part
     price_tokens      notebook 01   a price and a product line cut into tokens by the course's tokenizer
-    lora              notebook 09   a frozen matrix W beside the trainable low-rank update B A
+    lora              notebook 10   a frozen matrix W beside the trainable low-rank update B A
     rag_pipeline      notebook 05   indexing and answering with retrieval-augmented generation
-    pricing_pipeline  notebook 06   listings to Items to splits to pricers to the ensemble and leaderboard
+    pricing_pipeline  notebook 07   listings to Items to splits to pricers to the ensemble and leaderboard
     leaderboard       README        the latest leaderboard in the results store (a placeholder when empty)
 
 The course map reads each notebook's title from its first markdown cell, so a new notebook shows
@@ -44,10 +44,11 @@ PNG_METADATA = {"Software": None}
 # Course parts by notebook number; a notebook outside every range gets a column of its own ("More").
 PARTS = (
     ("Foundations", range(0, 4), "#dbe9f6", "#2b6cb0"),
-    ("Chat & RAG", range(4, 6), "#dcf2e3", "#2f855a"),
-    ("Pricing", range(6, 13), "#fdebd3", "#c05621"),
+    ("Chat & RAG", range(4, 7), "#dcf2e3", "#2f855a"),
+    ("Pricing", range(7, 15), "#fdebd3", "#c05621"),
+    ("Agents & serving", range(15, 17), "#ece4f6", "#6b46c1"),
 )
-MORE_PART = ("More", None, "#ece4f6", "#6b46c1")
+MORE_PART = ("More", None, "#edf2f7", "#4a5568")
 # What each notebook leaves behind, one short line; a notebook missing here shows its subtitle instead.
 BUILDS = {
     0: "a checked environment, a profile, a first chat completion",
@@ -56,13 +57,17 @@ BUILDS = {
     3: "int8 by hand, 8-bit and NF4 models, GGUF",
     4: "streaming, a tool-calling loop, a Gradio chat app",
     5: "a Chroma store, answers with sources, hit@k and MRR@10",
-    6: "curated Items and fixed train / validation / test splits",
-    7: "baselines from a TF-IDF ridge to LightGBM",
-    8: "chat pricers, fine-tuning JSONL, a full fine-tune",
-    9: "a QLoRA adapter on a 4-bit base",
-    10: "the fine-tune scored, greedy vs weighted prices",
-    11: "a product vector store and the RAG pricer",
-    12: "the ensemble blended on validation, the leaderboard",
+    6: "hybrid search, reranking, an LLM judge, ROUGE and BLEU",
+    7: "curated Items and fixed train / validation / test splits",
+    8: "baselines from a TF-IDF ridge to LightGBM",
+    9: "chat pricers, fine-tuning JSONL, a full fine-tune",
+    10: "a QLoRA adapter on a 4-bit base",
+    11: "the fine-tune scored, greedy vs weighted prices",
+    12: "DPO on price preferences, a two-process training run",
+    13: "a product vector store and the RAG pricer",
+    14: "the ensemble blended on validation, the leaderboard",
+    15: "the pricer as a web service, under a load test",
+    16: "deal-hunting agents over MCP, a dashboard, scored",
 }
 
 GREY, GREY_EDGE = "#d9d9d9", "#6b6b6b"
@@ -273,7 +278,7 @@ def lora_numbers(d: int, r: int) -> dict:
 
 
 def _lora_rank() -> tuple[int, int]:
-    """The rank and alpha the offline profile trains with (notebook 09)."""
+    """The rank and alpha the offline profile trains with (notebook 10)."""
     try:
         from course_utils import config
 
@@ -386,19 +391,19 @@ def _split_sizes() -> dict:
 
 def pricing_pipeline(path: Path) -> Path:
     fig, ax = _canvas(15.3, 6.0)
-    ax.text(0.35, 5.8, "Pricing products: from listings to the leaderboard (notebooks 06-12)", fontsize=14, fontweight="bold", va="top", color=INK)
+    ax.text(0.35, 5.8, "Pricing products: from listings to the leaderboard (notebooks 07-14)", fontsize=14, fontweight="bold", va="top", color=INK)
     orange, orange_edge = "#fdebd3", "#c05621"
     data_fc, data_ec = "#e2e8f0", "#4a5568"
     mid = 2.85
     w, h = 1.6, 1.3
     _box(ax, 0.35, mid - h / 2, w, h, "Raw listings", "Mercari (offline) or Amazon Reviews 2023 (Hub)", fc=data_fc, ec=data_ec)
-    _box(ax, 2.35, mid - h / 2, w, h, "Items (06)", "curated, typed, prompt capped in tokens", fc=data_fc, ec=data_ec)
+    _box(ax, 2.35, mid - h / 2, w, h, "Items (07)", "curated, typed, prompt capped in tokens", fc=data_fc, ec=data_ec)
     _arrow(ax, (0.35 + w, mid), (2.35, mid), label="curate")
     # splits
     sizes = _split_sizes()
     sx, sw, sh = 4.35, 2.15, 2.7
     ax.add_patch(FancyBboxPatch((sx, mid - sh / 2), sw, sh, boxstyle="round,pad=0,rounding_size=0.08", fc=data_fc, ec=data_ec, lw=1.3))
-    ax.text(sx + sw / 2, mid + sh / 2 - 0.1, "Splits (06)", ha="center", va="top", fontsize=10.5, fontweight="bold", color=INK)
+    ax.text(sx + sw / 2, mid + sh / 2 - 0.1, "Splits (07)", ha="center", va="top", fontsize=10.5, fontweight="bold", color=INK)
     ax.text(sx + sw / 2, mid + sh / 2 - 0.36, "seeded, fixed", ha="center", va="top", fontsize=8.5, color=MUTED)
     parts = [
         ("train", "the rest", "#ffffff"),
@@ -415,10 +420,10 @@ def pricing_pipeline(path: Path) -> Path:
     # the pricers, each Item -> float
     px, pw, ph = 7.05, 2.45, 0.9
     pricers = [
-        ("Baselines (07)", "TF-IDF ridge to LightGBM, trained on the train split"),
-        ("Frontier LLM (08)", "prompted, or fine-tuned (OpenAI job, TRL)"),
-        ("QLoRA specialist (09, 10)", "a 4-bit base with a LoRA adapter"),
-        ("RAG pricer (11)", "similar items from Chroma as context"),
+        ("Baselines (08)", "TF-IDF ridge to LightGBM, trained on the train split"),
+        ("Frontier LLM (09)", "prompted, or fine-tuned (OpenAI job, TRL)"),
+        ("QLoRA specialist (10, 11)", "a 4-bit base with a LoRA adapter"),
+        ("RAG pricer (13)", "similar items from Chroma as context"),
     ]
     ys = [mid + 1.65 - i * 1.1 for i in range(len(pricers))]
     ax.text(px + pw / 2, ys[0] + ph / 2 + 0.12, "every pricer: Item \u2192 price", ha="center", va="bottom", fontsize=9, style="italic", color=MUTED)
@@ -427,7 +432,7 @@ def pricing_pipeline(path: Path) -> Path:
         _arrow(ax, (sx + sw, mid), (px, y), color=MUTED, lw=1.0)
     # blend, ensemble, leaderboard
     bx, bw, bh = 10.0, 1.35, 1.3
-    _box(ax, bx, mid - bh / 2, bw, bh, "Blend (12)", "weights fitted on validation", fc="#fefcbf", ec="#b7791f")
+    _box(ax, bx, mid - bh / 2, bw, bh, "Blend (14)", "weights fitted on validation", fc="#fefcbf", ec="#b7791f")
     for y in ys:
         _arrow(ax, (px + pw, y), (bx, mid), color=MUTED, lw=1.0)
     ex, ew = bx + bw + 0.4, 1.3
@@ -500,7 +505,7 @@ def leaderboard(path: Path, results_dir: Path | None = None, profile: str | None
         ax.add_patch(FancyBboxPatch((0.3, 0.3), 7.4, 2.0, boxstyle="round,pad=0,rounding_size=0.1", fc="#f7fafc", ec="#a0aec0", lw=1.3, ls="--"))
         ax.text(4.0, 1.85, "Course leaderboard: no results yet", ha="center", va="center", fontsize=14, fontweight="bold", color=INK)
         ax.text(4.0, 1.05,
-                "Run the pricing notebooks (07-12), or make course, then draw this chart\n"
+                "Run the pricing notebooks (08-14), or make course, then draw this chart\n"
                 "from the results store: python scripts/make_figures.py --only leaderboard",
                 ha="center", va="center", fontsize=10, color=MUTED, linespacing=1.5)
         return _save(fig, path)

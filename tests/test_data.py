@@ -335,7 +335,7 @@ def test_eval_and_ensemble_sets_are_fixed_slices(small_profile, monkeypatch):
 
 
 def test_load_items_reads_the_source_the_profile_names(monkeypatch):
-    """Notebook 06 shows the data the splits are made from: Mercari offline, Amazon on colab/gpu."""
+    """Notebook 07 shows the data the splits are made from: Mercari offline, Amazon on colab/gpu."""
     calls = []
     monkeypatch.setattr(data, "load_mercari", lambda profile: calls.append(("mercari", profile.name)) or ([], data.CurationReport(source="mercari")))
 

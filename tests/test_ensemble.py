@@ -21,9 +21,9 @@ from course_utils.items import Item
 
 INPUTS = [
     EnsembleInput("specialist", "qlora-specialist", "10_x.ipynb"),
-    EnsembleInput("rag", "rag-frontier", "11_rag_pricer.ipynb", exact=True),
-    EnsembleInput("forest", "embedding-forest", "11_rag_pricer.ipynb", exact=True),
-    EnsembleInput("baseline", "tfidf-ridge", "07_baselines.ipynb", exact=True),
+    EnsembleInput("rag", "rag-frontier", "13_rag_pricer.ipynb", exact=True),
+    EnsembleInput("forest", "embedding-forest", "13_rag_pricer.ipynb", exact=True),
+    EnsembleInput("baseline", "tfidf-ridge", "08_baselines.ipynb", exact=True),
 ]
 
 
@@ -147,7 +147,7 @@ def test_write_leaderboard_writes_markdown_and_png(tmp_path, monkeypatch):
 
 
 def test_default_inputs_name_the_models_and_notebooks_the_course_has(repo_root):
-    """The four inputs notebook 12 stacks: names the notebooks really store, notebooks that exist."""
+    """The four inputs notebook 14 stacks: names the notebooks really store, notebooks that exist."""
     from course_utils import baselines, rag_pricer
     from course_utils.ensemble import default_inputs
 

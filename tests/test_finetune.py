@@ -158,7 +158,7 @@ def test_save_adapter_replaces_atomically_and_keeps_the_old_one_on_failure(tmp_p
 
 
 def test_load_finetuned_without_adapter_says_which_notebook(tmp_path):
-    with pytest.raises(FileNotFoundError, match="notebook 09"):
+    with pytest.raises(FileNotFoundError, match="notebook 10"):
         finetune.load_finetuned(config.get_profile("ci"), adapter=tmp_path / "missing")
 
 
@@ -414,7 +414,7 @@ class FineTuningAPI:
 
 
 def test_a_rerun_follows_the_recorded_openai_job_instead_of_paying_for_another(tmp_path, monkeypatch):
-    """Notebook 08's job cell, executed against a scripted fine-tuning API with the real openai client."""
+    """Notebook 09's job cell, executed against a scripted fine-tuning API with the real openai client."""
     from types import SimpleNamespace
 
     from notebook_cells import cell_namespace
@@ -430,7 +430,7 @@ def test_a_rerun_follows_the_recorded_openai_job_instead_of_paying_for_another(t
         record = finetune.openai_job_record(profile)
 
         def run_cell():
-            return cell_namespace("08_frontier_pricing_and_finetuning.ipynb", "client.fine_tuning.jobs.create(", finetune=finetune,
+            return cell_namespace("09_frontier_pricing_and_finetuning.ipynb", "client.fine_tuning.jobs.create(", finetune=finetune,
                                   train_path=train, val_path=val, profile=profile, scores={}, print=lambda *a: said.append(" ".join(map(str, a))))
 
         assert run_cell()["job"].id == "ftjob-0" and api.created == ["file", "file", "ftjob-0"]

@@ -160,7 +160,7 @@ def test_04_few_shot_cell_sends_the_examples_and_scores_the_replies(scripted):
     assert [len(m) for m in sent] == [2, 2, 6, 6]  # system + title, then two example pairs more
     assert sent[2][1:3] == [{"role": "user", "content": "Lipstick set"}, {"role": "assistant", "content": "Beauty"}]
     assert all(c in sent[0][0]["content"] for c in chat.CATEGORIES)
-    # the cell's messages are the package's few-shot layout (notebook 08 builds its prompts with it)
+    # the cell's messages are the package's few-shot layout (notebook 09 builds its prompts with it)
     shots = [(e["title"], e["category"]) for e in examples]
     assert ns["shot_messages"](examples, "x") == chat.few_shot_messages(ns["INSTRUCTION"], shots, "x")
 

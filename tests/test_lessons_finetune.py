@@ -1,5 +1,5 @@
-"""Notebooks 09 and 10 write their lesson code in cells; the package keeps the same code for notebook 08,
-notebook 10's loaders and the benchmarks. These tests run those cells and check that the two agree."""
+"""Notebooks 10 and 11 write their lesson code in cells; the package keeps the same code for notebook 09,
+notebook 11's loaders and the benchmarks. These tests run those cells and check that the two agree."""
 
 import math
 
@@ -9,8 +9,8 @@ from course_utils import config, finetune, models, specialist
 
 from notebook_cells import cell_namespace
 
-QLORA = "09_qlora.ipynb"
-EVALUATING = "10_evaluating_the_finetune.ipynb"
+QLORA = "10_qlora.ipynb"
+EVALUATING = "11_evaluating_the_finetune.ipynb"
 PROFILES = ("ci", "offline", "colab", "gpu")
 
 

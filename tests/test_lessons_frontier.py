@@ -1,5 +1,5 @@
-"""Notebook 08 writes the fine-tuning line and the example checks out in its cells; the package keeps them for
-notebook 09 and for whole files. These tests check that the two agree."""
+"""Notebook 09 writes the fine-tuning line and the example checks out in its cells; the package keeps them for
+notebook 10 and for whole files. These tests check that the two agree."""
 
 import json
 from types import SimpleNamespace
@@ -11,7 +11,7 @@ from course_utils.items import Item
 
 from notebook_cells import cell_namespace
 
-NOTEBOOK = "08_frontier_pricing_and_finetuning.ipynb"
+NOTEBOOK = "09_frontier_pricing_and_finetuning.ipynb"
 ITEMS = [
     Item(id="a", title="Blue denim jacket", description="Worn twice", categories=("Women", "Coats"), price=39.6),
     Item(id="b", title="Phone case", categories=("Electronics",), price=0.4),

@@ -10,9 +10,9 @@ from course_utils.items import Item
 
 from notebook_cells import cell_namespace, cell_source
 
-NB06 = "06_product_data.ipynb"
-NB07 = "07_baselines.ipynb"
-NB12 = "12_ensemble.ipynb"
+NB06 = "07_product_data.ipynb"
+NB07 = "08_baselines.ipynb"
+NB12 = "14_ensemble.ipynb"
 
 
 # --- 06: the Item and the token cap --------------------------------------------------------
@@ -67,15 +67,15 @@ def test_07_pipeline_in_the_cell_prices_like_the_package_ridge(small_splits):
 
 
 def test_07_solutions_use_the_notebooks_pipeline():
-    assert cell_source("solutions/07_baselines_solutions.ipynb", "def tfidf_ridge(") == cell_source(NB07, "def tfidf_ridge(")
+    assert cell_source("solutions/08_baselines_solutions.ipynb", "def tfidf_ridge(") == cell_source(NB07, "def tfidf_ridge(")
 
 
 # --- 12: the blend -------------------------------------------------------------------------
 INPUTS = [
     ensemble.EnsembleInput("specialist", "qlora-specialist", "10_x.ipynb"),
-    ensemble.EnsembleInput("rag", "rag-frontier", "11_rag_pricer.ipynb", exact=True),
-    ensemble.EnsembleInput("forest", "embedding-forest", "11_rag_pricer.ipynb", exact=True),
-    ensemble.EnsembleInput("baseline", "tfidf-ridge", "07_baselines.ipynb", exact=True),
+    ensemble.EnsembleInput("rag", "rag-frontier", "13_rag_pricer.ipynb", exact=True),
+    ensemble.EnsembleInput("forest", "embedding-forest", "13_rag_pricer.ipynb", exact=True),
+    ensemble.EnsembleInput("baseline", "tfidf-ridge", "08_baselines.ipynb", exact=True),
 ]
 
 
@@ -146,8 +146,8 @@ def test_12_rivals_cell_tells_the_best_model_from_the_best_single_model():
 
 
 def test_12_solutions_use_the_notebooks_blend():
-    assert cell_source("solutions/12_ensemble_solutions.ipynb", "def fit_blend(") == cell_source(NB12, "def fit_blend(")
+    assert cell_source("solutions/14_ensemble_solutions.ipynb", "def fit_blend(") == cell_source(NB12, "def fit_blend(")
 
 
 def test_06_solutions_use_the_notebooks_cap():
-    assert cell_source("solutions/06_product_data_solutions.ipynb", "def cap_text(") == cell_source(NB06, "def cap_text(")
+    assert cell_source("solutions/07_product_data_solutions.ipynb", "def cap_text(") == cell_source(NB06, "def cap_text(")

@@ -1,5 +1,5 @@
-"""Notebook 11 writes its Chroma query, RAG prompt and price decision out in cells; the package keeps the
-same code for the pricer that scores every item (`RAGPricer`, whose stored predictions notebook 12 reads).
+"""Notebook 13 writes its Chroma query, RAG prompt and price decision out in cells; the package keeps the
+same code for the pricer that scores every item (`RAGPricer`, whose stored predictions notebook 14 reads).
 These tests run the cells and check that the two agree."""
 
 import pytest
@@ -9,7 +9,7 @@ from course_utils.rag_pricer import RAGAnswer, build_messages, decide_price
 from course_utils.vectorstore import Neighbour, ProductStore, neighbour_weighted_price
 from notebook_cells import cell_namespace
 
-NOTEBOOK = "11_rag_pricer.ipynb"
+NOTEBOOK = "13_rag_pricer.ipynb"
 
 
 def nb(price, title, sim):

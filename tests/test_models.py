@@ -67,7 +67,7 @@ def test_chat_model_loads_and_generates():
 
 
 def test_quantized_models_are_smaller():
-    # The course pins a bitsandbytes that runs on a CPU (notebooks 03 and 09 need it): no skip.
+    # The course pins a bitsandbytes that runs on a CPU (notebooks 03 and 10 need it): no skip.
     status = models.bitsandbytes_status()
     assert status.startswith("ok"), f"bitsandbytes cannot run here: {status}"
     profile = config.get_profile("ci")

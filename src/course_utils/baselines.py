@@ -17,7 +17,7 @@ condition / shipping) that is fitted once and caches what it has transformed.
 The best baseline is a stack: the strongest members' log prices blended with
 non-negative weights fitted on validation items the test never sees.
 
-Notebook 07 writes `TfidfRidge` out as a scikit-learn pipeline in its cells; a test
+Notebook 08 writes `TfidfRidge` out as a scikit-learn pipeline in its cells; a test
 (tests/test_lessons_pricing.py) checks that the two give the same prices.
 """
 
@@ -638,14 +638,14 @@ BEST_BASELINE = "baseline stack (ridge, SVR, LightGBM, neural nets)"
 def result_extra(model: Baseline) -> dict:
     """What the results store keeps about a baseline beside its scores, on every split.
 
-    best_baseline marks the model notebook 12 takes as an input; blend marks a model that
-    combines others (the stack), which notebook 12 must not count as a single model when it picks the rivals.
+    best_baseline marks the model notebook 14 takes as an input; blend marks a model that
+    combines others (the stack), which notebook 14 must not count as a single model when it picks the rivals.
     """
     return {"kind": "baseline", "best_baseline": model.name == BEST_BASELINE, "blend": isinstance(model, LogAverageEnsemble)}
 
 
 def all_baselines(seed: int = 42, holdout: Sequence[Item] | None = None) -> list[Baseline]:
-    """Every baseline of notebook 07, in teaching order; text models share one ListingFeatures.
+    """Every baseline of notebook 08, in teaching order; text models share one ListingFeatures.
 
     The last one, the best baseline, stacks the strongest members; pass `holdout`
     (validation items) to fit its weights there, else it is a plain geometric mean.

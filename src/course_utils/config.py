@@ -154,7 +154,7 @@ class Profile:
     name: str
     description: str
     chat_model: ModelSource
-    base_model: ModelSource  # the model fine-tuned in notebooks 08-10
+    base_model: ModelSource  # the model fine-tuned in notebooks 09-11
     embedding_model: ModelSource
     tokenizers: Mapping[str, ModelSource]
     price_data: str  # "mercari" (offline package) or "amazon" (Hub)
@@ -163,16 +163,16 @@ class Profile:
     offline: bool = True
     load_in_4bit: bool = False  # quantize the base model for inference on small GPUs
     hf_token_models: Mapping[str, str] = field(default_factory=dict)  # larger ids used when HF_TOKEN is set
-    # Notebook 08 fine-tunes every weight, which needs ~16 bytes a parameter (fp32 weights,
+    # Notebook 09 fine-tunes every weight, which needs ~16 bytes a parameter (fp32 weights,
     # gradients, AdamW state): a small model, not the chat model, on the Hub profiles.
     sft_model: ModelSource | None = None  # None: the chat model
     # The "frontier" stand-in: the GGUF the embedded llama.cpp server serves behind the `openai`
     # client when no key is set (chat, tools, structured output, RAG answers, LLM pricers, judge,
-    # agents). `chat_model` stays the small model transformers loads in notebooks 01-03 and 06.
+    # agents). `chat_model` stays the small model transformers loads in notebooks 01-03 and 07.
     frontier_model: ModelSource | None = None  # None: the chat model
-    # The GGUF behind chat calls made once per item over hundreds of items (notebook 11's RAG pricer
+    # The GGUF behind chat calls made once per item over hundreds of items (notebook 13's RAG pricer
     # prices 800). On 2 AVX2 cores the 1.5B reads ~40 prompt tokens a second: ~4 s a RAG prompt, ~55
-    # minutes for notebook 11, so the offline profiles keep SmolLM2 there (~1 s a prompt).
+    # minutes for notebook 13, so the offline profiles keep SmolLM2 there (~1 s a prompt).
     bulk_model: ModelSource | None = None  # None: the frontier model
 
     def __post_init__(self):
@@ -214,32 +214,32 @@ _OFFLINE_SIZES = {
     "test_items": 10_000,
     "val_items": 2_000,
     "eval_items": 400,  # the fixed evaluation set every model is scored on
-    # notebook 08's chat pricers ask the 1.5B model once per item: ~2.5 s each on 2 AVX2 cores, so three
+    # notebook 09's chat pricers ask the 1.5B model once per item: ~2.5 s each on 2 AVX2 cores, so three
     # prompt styles over all 400 eval items would take ~50 minutes. They are scored on the eval set's first 100.
     "llm_eval_items": 100,
     "ensemble_val_items": 400,  # validation items the ensemble is fitted on
-    # notebook 11 embeds ~90 listings a second on 2 cores. Chosen on validation items, never the eval set:
-    # benchmarks/rag_index_size.py prices validation items from stores of growing size, and notebook 11 compares
+    # notebook 13 embeds ~90 listings a second on 2 cores. Chosen on validation items, never the eval set:
+    # benchmarks/rag_index_size.py prices validation items from stores of growing size, and notebook 13 compares
     # store sizes on validation items. The error still falls past 16,000, so this is a time trade-off.
     "rag_index_items": 20_000,
     "sft_train_items": 2_000,
-    # notebook 08's full fine-tune of the local model (~10 s a step on 2 cores); its loss levels off by step 8.
+    # notebook 09's full fine-tune of the local model (~10 s a step on 2 cores); its loss levels off by step 8.
     "sft_max_steps": 10,
-    # notebook 09: ~10 s a step on 2 cores. Choose it on validation items only, never on the eval set:
+    # notebook 10: ~10 s a step on 2 cores. Choose it on validation items only, never on the eval set:
     # benchmarks/qlora_steps.py prices validation items with the adapter of every checkpoint of a longer run;
     # the step count belongs where that error stops falling.
     "qlora_max_steps": 60,
-    "qlora_save_steps": 15,  # checkpoint every N optimizer steps (notebook 09)
+    "qlora_save_steps": 15,  # checkpoint every N optimizer steps (notebook 10)
     "lora_r": 16,  # LoRA rank
     "lora_alpha": 32,  # LoRA scale numerator (alpha / r multiplies the update)
-    "price_top_k": 5,  # first tokens the probability-weighted price averages over (notebook 10)
+    "price_top_k": 5,  # first tokens the probability-weighted price averages over (notebook 11)
     "batch_size": 8,
     "max_tokens_prompt": 64,  # item details per prompt: every LLM call and training step scales with it
     "demo_items": 5,
     # notebook 05 answers every question of its set: with the best (small) chunks a RAG prompt is ~250 tokens,
     # ~8 s for the 1.5B model on 2 AVX2 cores (~40 prompt tokens a second), ~6 minutes for the 48.
     "rag_answer_items": 48,
-    # notebook 13 asks the model to rewrite, rerank, answer and judge: every question of each group offline
+    # notebook 06 asks the model to rewrite, rerank, answer and judge: every question of each group offline
     # (~130 calls of a few seconds each), two per group in CI.
     "rag_eval_questions": 100,
     "perplexity_tokens": 1024,
@@ -247,7 +247,7 @@ _OFFLINE_SIZES = {
     "classifier_items": 4_000,
     "zero_shot_items": 100,  # listings the chat model classifies by prompting (notebook 02)
     "shot_items": 15,  # listings classified with 0, 1 and 3 examples (notebook 04)
-    "token_sample_items": 4_000,  # listings whose tokens notebook 06 counts for its histogram
+    "token_sample_items": 4_000,  # listings whose tokens notebook 07 counts for its histogram
     "heldout_listings": 2_000,  # listings notebook 03 draws its perplexity text from
     "number_step": 1,  # notebook 01 tokenizes every number 0..100,000 in this step
 }
@@ -364,9 +364,9 @@ def profiles_table() -> list[dict]:
             "profile": p.name,
             "chat model": p.chat_model.describe(),
             "local frontier stand-in": p.frontier_model.describe(),
-            "per-item LLM pricing (11)": p.bulk_model.describe(),
-            "full fine-tune (08)": p.sft_model.describe(),
-            "QLoRA base (09)": p.base_model.describe(),
+            "per-item LLM pricing (13)": p.bulk_model.describe(),
+            "full fine-tune (09)": p.sft_model.describe(),
+            "QLoRA base (10)": p.base_model.describe(),
             "embeddings": p.embedding_model.describe(),
             "price data": p.price_data,
             "listings": p.size("items_total"),

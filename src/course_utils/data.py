@@ -734,21 +734,21 @@ def eval_set(profile: config.Profile | None = None) -> list[Item]:
 
 def llm_eval_set(profile: config.Profile | None = None) -> list[Item]:
     """The first `llm_eval_items` of the evaluation set: where pricers that ask a chat model once per
-    item are scored when the whole set would take too long on a CPU (notebook 08). The eval set is a
+    item are scored when the whole set would take too long on a CPU (notebook 09). The eval set is a
     seeded random slice, so its head is one too; score a baseline here as well to compare like with like."""
     profile = profile or config.get_profile()
     return eval_set(profile)[: profile.size("llm_eval_items")]
 
 
 def ensemble_val_set(profile: config.Profile | None = None) -> list[Item]:
-    """A seeded slice of the validation split that the ensemble (notebook 12) is fitted on."""
+    """A seeded slice of the validation split that the ensemble (notebook 14) is fitted on."""
     profile = profile or config.get_profile()
     return _seeded_slice(load_splits(profile).val, profile.size("ensemble_val_items"), profile.seed, "ensemble_val")
 
 
 def baseline_val_set(profile: config.Profile | None = None) -> list[Item]:
-    """Validation items outside the ensemble's slice: the baseline stack (notebook 07) fits
-    its weights here, so the ensemble (notebook 12) is fitted on items none of its inputs saw."""
+    """Validation items outside the ensemble's slice: the baseline stack (notebook 08) fits
+    its weights here, so the ensemble (notebook 14) is fitted on items none of its inputs saw."""
     profile = profile or config.get_profile()
     taken = {it.id for it in ensemble_val_set(profile)}
     return [it for it in load_splits(profile).val if it.id not in taken]

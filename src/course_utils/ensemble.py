@@ -2,10 +2,10 @@
 
 Inputs (their per-item predictions are read from the results store):
 
-    specialist   the fine-tuned model                      notebook 10
-    rag          the RAG pricer (chat model + Chroma)      notebook 11
-    forest       the random forest on embeddings            notebook 11
-    baseline     the strongest classic baseline             notebook 07
+    specialist   the fine-tuned model                      notebook 11
+    rag          the RAG pricer (chat model + Chroma)      notebook 13
+    forest       the random forest on embeddings            notebook 13
+    baseline     the strongest classic baseline             notebook 08
 
 Features are log(1 + price) of each input plus, per item, the minimum and the maximum of
 those four: the min and max let the blend lean towards the low or high opinion when the
@@ -13,7 +13,7 @@ models disagree. The blend is `LinearRegression(positive=True)` on log(1 + true 
 negative, so it cannot bet against an input; with its intercept, and weights that need not
 sum to 1, it is a weighted vote rather than a strict average.
 
-Notebook 12 writes this fit out in its cells (and the tables around it); a test
+Notebook 14 writes this fit out in its cells (and the tables around it); a test
 (tests/test_lessons_pricing.py) checks that the cell and `fit_ensemble` agree. The package
 keeps the fit because later work prices items with the fitted blend (`EnsemblePricer`).
 
@@ -60,10 +60,10 @@ def default_inputs() -> list[EnsembleInput]:
     from .rag_pricer import FOREST_MODEL_NAME, RAG_MODEL_NAME
 
     return [
-        EnsembleInput("specialist", "qlora-specialist", "10_evaluating_the_finetune.ipynb"),
-        EnsembleInput("rag", RAG_MODEL_NAME, "11_rag_pricer.ipynb", exact=True),
-        EnsembleInput("forest", FOREST_MODEL_NAME, "11_rag_pricer.ipynb", exact=True),
-        EnsembleInput("baseline", BEST_BASELINE, "07_baselines.ipynb", exact=True),
+        EnsembleInput("specialist", "qlora-specialist", "11_evaluating_the_finetune.ipynb"),
+        EnsembleInput("rag", RAG_MODEL_NAME, "13_rag_pricer.ipynb", exact=True),
+        EnsembleInput("forest", FOREST_MODEL_NAME, "13_rag_pricer.ipynb", exact=True),
+        EnsembleInput("baseline", BEST_BASELINE, "08_baselines.ipynb", exact=True),
     ]
 
 
@@ -147,7 +147,7 @@ def features(inputs) -> np.ndarray:
 def fit_log_blend(columns, prices, items_per_weight: int = 2) -> tuple[np.ndarray, float]:
     """Non-negative weights and an intercept mapping `columns` (log prices) to log(1 + price).
 
-    The one blending rule of the course: this ensemble and the baseline stack of notebook 07
+    The one blending rule of the course: this ensemble and the baseline stack of notebook 08
     both use it. `items_per_weight` sets how many items each weight needs at least.
     """
     from sklearn.linear_model import LinearRegression

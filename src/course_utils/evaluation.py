@@ -246,7 +246,7 @@ def score(
 
         _check_split(items, split, profile)
         # Predictions first: a kernel stopped in between leaves new predictions under the old
-        # metrics, never new metrics beside the previous run's predictions, which notebook 12 would stack.
+        # metrics, never new metrics beside the previous run's predictions, which notebook 14 would stack.
         results.save_predictions(name, split, result.predictions, profile=profile, data_version=version)
         results.record(name, metrics, profile=profile, split=split, data_version=version, timings=result.timings, extra=result.extra)
     return result

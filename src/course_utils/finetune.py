@@ -5,9 +5,9 @@ The same file of conversations (system, user, assistant-with-the-price) feeds
   * TRL's SFTTrainer on the local model, as a conversational prompt-completion data
     set whose loss covers only the assistant's answer;
 and `load_qlora_model` with `sft_config(quantized=True)` trains LoRA adapters on a 4-bit NF4
-base model. Notebook 09 writes the same BitsAndBytesConfig, LoraConfig and SFTConfig out in its
+base model. Notebook 10 writes the same BitsAndBytesConfig, LoraConfig and SFTConfig out in its
 cells (tests/test_lessons_finetune.py checks that they agree); the package's copies serve
-notebook 08's full fine-tune, notebook 10's loaders and the benchmarks.
+notebook 09's full fine-tune, notebook 11's loaders and the benchmarks.
 
 Every artefact (JSONL files, adapters) is written to a temporary path and moved into
 place with `os.replace`, so an interrupted run never leaves a half-written file.
@@ -74,7 +74,7 @@ def write_finetune_files(train: Sequence[Item], val: Sequence[Item], folder: str
 
 
 def course_finetune_items(splits, profile: config.Profile | None = None) -> tuple[list[Item], list[Item]]:
-    """What notebooks 08 and 09 fine-tune on: the first `sft_train_items` training items, and a
+    """What notebooks 09 and 10 fine-tune on: the first `sft_train_items` training items, and a
     tenth as many validation items (at least 8) for the validation file."""
     profile = profile or config.get_profile()
     n_train = profile.size("sft_train_items")
@@ -263,7 +263,7 @@ _JOB_OVER = {"failed", "cancelled"}
 
 
 def openai_job_record(profile: config.Profile | None = None) -> Path:
-    """Where notebook 08 records the id of the OpenAI job it started."""
+    """Where notebook 09 records the id of the OpenAI job it started."""
     return (profile or config.get_profile()).work_dir / "openai_finetune_job.json"
 
 
@@ -565,7 +565,7 @@ def sft_config(output_dir, profile: config.Profile | None = None, max_steps: int
 
 def use_tqdm_progress(trainer) -> None:
     """Swap Jupyter's HTML progress bar for tqdm's: the HTML one crashes (transformers 5.x)
-    when a run ends early, right after its first step, as the interrupted run of notebook 09 does."""
+    when a run ends early, right after its first step, as the interrupted run of notebook 10 does."""
     from transformers.trainer_callback import ProgressCallback
 
     try:
@@ -710,7 +710,7 @@ def load_base(profile: config.Profile | None = None, quantized: bool | None = No
     """The base model as `load_finetuned` loads it, minus the adapter.
 
     Same precision on both sides (4-bit on the GPU profiles, full precision offline), so
-    notebook 10's base-versus-fine-tuned comparison measures the adapter, not the quantization.
+    notebook 11's base-versus-fine-tuned comparison measures the adapter, not the quantization.
     """
     from .models import load_causal_lm
 
@@ -733,7 +733,7 @@ def load_finetuned(profile: config.Profile | None = None, adapter: str | os.Path
     profile = profile or config.get_profile()
     adapter = restore_dir(adapter or adapter_dir(profile))
     if not (adapter / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"no adapter at {adapter}; run notebook 09 (QLoRA) first to train and save it")
+        raise FileNotFoundError(f"no adapter at {adapter}; run notebook 10 (QLoRA) first to train and save it")
     check_adapter_base(adapter, profile)
     quantized = profile.load_in_4bit if quantized is None else quantized
     model = PeftModel.from_pretrained(load_base(profile, quantized), str(adapter))
@@ -747,7 +747,7 @@ def check_adapter_base(adapter, profile: config.Profile | None = None) -> None:
     """Refuse an adapter trained on another Hub model than this profile's base model.
 
     LoRA matrices only fit the model they were trained on. The base can change between
-    notebooks 09 and 10 when an HF token (which unlocks a larger gated model) is set in one
+    notebooks 10 and 11 when an HF token (which unlocks a larger gated model) is set in one
     session and not the other. Local paths (the offline models) are not compared: the same
     model sits in a different cache folder on another machine.
     """
@@ -758,7 +758,7 @@ def check_adapter_base(adapter, profile: config.Profile | None = None) -> None:
     if saved and not Path(saved).is_absolute() and saved != current:
         raise ValueError(
             f"the adapter at {adapter} was trained on {saved}, but this profile's base model is {current}; "
-            "set (or unset) HF_TOKEN as when notebook 09 ran, or train the adapter again"
+            "set (or unset) HF_TOKEN as when notebook 10 ran, or train the adapter again"
         )
 
 
@@ -796,7 +796,7 @@ def push_adapter(model, repo_id: str | None = None, private: bool = True) -> str
 
 
 def interruption_step(profile: config.Profile | None = None) -> int:
-    """Where notebook 09 stops its first run: about halfway, on a checkpoint boundary."""
+    """Where notebook 10 stops its first run: about halfway, on a checkpoint boundary."""
     profile = profile or config.get_profile()
     save, total = profile.size("qlora_save_steps"), profile.size("qlora_max_steps")
     return max(save, (total // 2) // save * save)

@@ -80,7 +80,7 @@ def write_leaderboard(
     if board.empty:
         raise ValueError(
             f"no model has been scored on split {split!r} in profile {profile.name!r} yet: "
-            "run the pricing notebooks (07-12) first"
+            "run the pricing notebooks (08-14) first"
         )
     folder = Path(folder) if folder else config.results_dir()
     version = data_version(profile)
@@ -92,7 +92,7 @@ def write_leaderboard(
         f"Data version `{version}`. Lower RMSLE is better; a hit is a prediction within $5 or 20% of the true price.\n"
         f"Every number comes from the results store (`results/results.json`).\n\n{table}\n"
     )
-    if split == "eval":  # the chat pricers scored on the eval set's head (notebook 08) get a table of their own
+    if split == "eval":  # the chat pricers scored on the eval set's head (notebook 09) get a table of their own
         head = leaderboard(profile, split="eval_llm")
         if not head.empty:
             n_head = int(head["n_items"].max())

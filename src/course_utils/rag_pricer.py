@@ -24,7 +24,7 @@ import numpy as np
 
 from . import config
 from .items import Item
-from .prices import parse_price  # the course's one answer parser (notebook 08)
+from .prices import parse_price  # the course's one answer parser (notebook 09)
 from .vectorstore import Neighbour, ProductStore, neighbour_weighted_price
 
 RAG_MODEL_NAME = "rag-frontier"
@@ -60,7 +60,7 @@ def item_summary(item: Item, limit: int = 80) -> str:
 def build_messages(item: Item, neighbours: Sequence[Neighbour], title_chars: int = 60, hint: bool = True) -> list[dict]:
     """The chat messages: one worked example, then similar items with prices and the item to price.
 
-    The prompt stays short on purpose: SmolLM2-135M loses the thread in long contexts. Notebook 11
+    The prompt stays short on purpose: SmolLM2-135M loses the thread in long contexts. Notebook 13
     writes the same builder out in a cell (`rag_messages`); a test checks the two agree.
     """
     context = "\n".join(f"- {_short(n.title, title_chars)}: ${n.price:.0f}" for n in neighbours)
@@ -144,7 +144,7 @@ class RAGPricer:
 
     def ask(self, item: Item, neighbours: Sequence[Neighbour]) -> str:
         """The model's raw answer for an item, greedy and short; through the response cache
-        (as every chat pricer of the course), so a re-run of notebook 11 asks nothing twice."""
+        (as every chat pricer of the course), so a re-run of notebook 13 asks nothing twice."""
         from .cache import ask_chat
 
         messages = build_messages(item, neighbours, hint=self.hint)

@@ -2,7 +2,7 @@
 
 `results/results.json` holds one entry per (model, profile, data_version, split); running
 an evaluation again replaces its entry. Per-item predictions live beside it, under
-`results/<profile>/predictions/<split>/<model>.json`, so the ensemble (notebook 12) can
+`results/<profile>/predictions/<split>/<model>.json`, so the ensemble (notebook 14) can
 stack the predictions of several models on the same items.
 
 Every write goes through a temporary file and `os.replace`, under a lock file, so two

@@ -125,7 +125,7 @@ def print_leaderboard(profile: str) -> None:
 def offline_chat_backend(profile: str, environ=os.environ) -> str | None:
     """The COURSE_LLM the run sets: "local" in the offline profile unless COURSE_LLM is set already.
 
-    The offline run must stay offline and free even when `.env` holds an OpenAI key (notebook 08
+    The offline run must stay offline and free even when `.env` holds an OpenAI key (notebook 09
     would otherwise start a paid fine-tuning job); `COURSE_LLM=openai make course` still uses it.
     """
     if profile == "offline" and not environ.get("COURSE_LLM", "").strip():

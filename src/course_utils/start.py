@@ -139,8 +139,8 @@ COLAB_DRIVE = Path("/content/drive/MyDrive")
 
 
 def use_drive_for_results(drive: Path | None = None) -> Path | None:
-    """On Colab every notebook gets its own runtime, so an adapter saved by notebook 09 or the
-    predictions notebook 12 stacks would be gone by the next notebook. When Google Drive is
+    """On Colab every notebook gets its own runtime, so an adapter saved by notebook 10 or the
+    predictions notebook 14 stacks would be gone by the next notebook. When Google Drive is
     mounted (and $COURSE_RESULTS is not set), results go to llm-course/results on it."""
     drive = drive or COLAB_DRIVE
     if os.environ.get(config.RESULTS_ENV) or not drive.is_dir():

@@ -4,7 +4,7 @@ Each training listing becomes one record in a persistent Chroma collection under
 profile's work folder: its id (derived from the item id, so a re-run adds nothing twice),
 its embedding from the profile's sentence-embedding model, its text, and metadata a
 pricer needs (title, top-level category, price). A listing's nearest neighbours by
-cosine similarity are the "similar items" shown to the chat model in notebook 11.
+cosine similarity are the "similar items" shown to the chat model in notebook 13.
 
     store = ProductStore(profile)
     store.add_items(train_items)            # batched, with a progress bar; skips stored ids
@@ -184,7 +184,7 @@ class ProductStore:
     def _check_not_empty(self) -> None:
         if self.count() == 0:
             raise EmptyStoreError(
-                f"the product store at {self.path} is empty: call add_items(train_items) first (notebook 11 does)"
+                f"the product store at {self.path} is empty: call add_items(train_items) first (notebook 13 does)"
             )
 
     def similar_to_vectors(self, vectors: np.ndarray, k: int = 5, where: dict | None = None) -> list[list[Neighbour]]:
@@ -254,7 +254,7 @@ class ProductStore:
 def neighbour_weighted_price(neighbours: Sequence[Neighbour], power: float = 4.0) -> float:
     """A similarity-weighted geometric mean of the neighbours' prices (closer ones count more).
 
-    The "typical price" the RAG pricer's prompt spells out and falls back to; notebook 11 writes it
+    The "typical price" the RAG pricer's prompt spells out and falls back to; notebook 13 writes it
     out in a cell (`typical_price`) and a test checks the two agree."""
     if not neighbours:
         raise ValueError("no neighbours to average")
