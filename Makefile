@@ -2,7 +2,9 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 # The tests run the CI profile, always against the embedded llama.cpp server, with every
-# non-loopback connection refused (COURSE_BLOCK_NETWORK) so no notebook can reach a hub.
+# non-loopback connection refused (COURSE_BLOCK_NETWORK: Python sockets) so no notebook can reach a hub;
+# `make test` also runs them in a network namespace with loopback only (scripts/no_network.py), where
+# the machine allows one, so no native client (llama.cpp, Chromium) can reach out either.
 # Chat answers go to a response cache of their own, emptied before each run, so every test and
 # notebook that asks the local server really asks it (a warm cache would hide a broken server).
 # Results (leaderboard, stores, adapters) go to build/test-results, so a test run never overwrites
@@ -24,7 +26,7 @@ course:
 test:
 	bash scripts/setup.sh test
 	mkdir -p build && rm -f $(TEST_RESPONSES)*
-	$(TEST_ENV) $(VENV)/bin/pytest -p no:cacheprovider tests notebooks --nbmake --nbmake-timeout=900 --durations=0
+	$(TEST_ENV) $(PY) scripts/no_network.py $(VENV)/bin/pytest -p no:cacheprovider tests notebooks --nbmake --nbmake-timeout=900 --durations=0
 
 unit:
 	bash scripts/setup.sh dev

@@ -149,7 +149,11 @@ def test_all_baselines_lists_every_kind_once():
     assert names[-1] == B.BEST_BASELINE
 
 
-def test_result_extra_marks_the_stack_as_the_best_baseline_and_a_blend():
+def test_notebook_08_marks_the_stack_as_the_best_baseline_and_a_blend():
+    """Notebook 14 reads these flags from the results store to pick its rivals."""
+    from notebook_cells import cell_namespace
+
+    stored_extra = cell_namespace("08_baselines.ipynb", "def stored_extra(model):", baselines=B)["stored_extra"]
     *singles, stack = B.all_baselines()
-    assert B.result_extra(stack) == {"kind": "baseline", "best_baseline": True, "blend": True}
-    assert all(B.result_extra(m) == {"kind": "baseline", "best_baseline": False, "blend": False} for m in singles)
+    assert stored_extra(stack) == {"kind": "baseline", "best_baseline": True, "blend": True}
+    assert all(stored_extra(m) == {"kind": "baseline", "best_baseline": False, "blend": False} for m in singles)

@@ -135,13 +135,23 @@ def test_cached_chat_calls_the_server_once(tmp_path):
     assert store.stats() == {"entries": 2, "hits": 1, "misses": 2}
 
 
-def test_timed_repeats_show_the_model_once_then_the_cache(tmp_path):
-    store = cache.ResponseCache(tmp_path / "demo.sqlite")
+def test_notebook_04s_cache_demo_shows_the_model_once_then_the_cache(tmp_path):
+    """The cell of notebook 04 that times one request twice through an empty cache."""
+    import time
+    from types import SimpleNamespace
+
+    import pandas as pd
+    from notebook_cells import cell_namespace
+
+    from course_utils import chat
+
     with ScriptedServer([200, 200]) as server:
-        table = cache.timed_repeats(server.backend(), MESSAGES, store, times=3, temperature=0)
-    assert list(table.index) == [1, 2, 3] and list(table["answered by"]) == ["model", "cache", "cache"]
+        ns = cell_namespace("04_chat_tools_ui.ipynb", '"answered by"', backend=server.backend(), chat=chat, time=time, pd=pd,
+                            profile=SimpleNamespace(work_dir=tmp_path))
+    table = ns["timings"]
+    assert list(table.index) == [1, 2] and list(table["answered by"]) == ["model", "cache"]
     assert set(table["reply"]) == {"reply 1"} and len(server.requests) == 1
-    assert (table["seconds"] >= 0).all()
+    assert (table["seconds"] >= 0).all() and (tmp_path / "cache-demo.sqlite").is_file()
 
 
 def test_the_response_cache_file_can_be_set_apart(tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from course_utils import chat
 from course_utils.llm import ChatBackend
 from scripted_http import JSONHandler, LocalServer, chat_completion
+from needs import need_module
 
 
 class Facts(BaseModel):
@@ -204,7 +205,7 @@ def test_parse_category_counts_whole_words_only():
 # --- against the real local llama.cpp server ---------------------------------------------
 @pytest.fixture(scope="module")
 def local_backend():
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python[server] is not installed")
+    need_module("llama_cpp", "llama-cpp-python[server] is not installed")
     from course_utils.llm import get_backend
 
     return get_backend("local")

@@ -1,6 +1,6 @@
 import pytest
 
-from course_utils import config
+from course_utils import config, hub_access
 
 
 def test_default_profile_is_offline(monkeypatch):
@@ -48,13 +48,14 @@ def test_gpu_profiles_default_to_ungated_models(monkeypatch):
 def test_token_unlocks_larger_base_model_only_with_access(monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_" + "x" * 30)
     asked = []
-    monkeypatch.setattr(config, "hub_access_problem", lambda repo, token: asked.append(repo))
-    assert config.get_profile("gpu").base_model.hub_id == "meta-llama/Llama-3.1-8B"
+    monkeypatch.setattr(hub_access, "hub_access_problem", lambda repo, token: asked.append(repo))
+    assert config.get_profile("gpu").base_model.hub_id == "Qwen/Qwen2.5-7B" and asked == []  # reading a profile asks no Hub
+    assert hub_access.unlock_gated_models(config.get_profile("gpu")).base_model.hub_id == "meta-llama/Llama-3.1-8B"
     assert asked == ["meta-llama/Llama-3.1-8B"]
     # a token whose owner never accepted the licence keeps the ungated default, and says why
-    monkeypatch.setattr(config, "hub_access_problem", lambda repo, token: "its licence is not accepted")
+    monkeypatch.setattr(hub_access, "hub_access_problem", lambda repo, token: "its licence is not accepted")
     with pytest.warns(UserWarning, match="cannot open meta-llama/Llama-3.1-8B"):
-        profile = config.get_profile("gpu")
+        profile = hub_access.unlock_gated_models(config.get_profile("gpu"))
     assert profile.base_model.hub_id == "Qwen/Qwen2.5-7B"
 
 
@@ -65,7 +66,7 @@ def test_access_check_reports_a_failure_instead_of_raising(monkeypatch):
         raise ConnectionError("no network")
 
     monkeypatch.setattr(huggingface_hub, "auth_check", refuse)
-    assert config.hub_access_problem("meta-llama/x-test", "hf_" + "y" * 30) == "ConnectionError"
+    assert hub_access.hub_access_problem("meta-llama/x-test", "hf_" + "y" * 30) == "ConnectionError"
 
 
 def test_token_from_colab_secrets_counts(monkeypatch):
@@ -76,8 +77,8 @@ def test_token_from_colab_secrets_counts(monkeypatch):
     colab = types.ModuleType("google.colab")
     colab.userdata = types.SimpleNamespace(get=lambda name: {"HF_TOKEN": "hf_" + "z" * 30}[name])
     monkeypatch.setitem(sys.modules, "google.colab", colab)
-    monkeypatch.setattr(config, "hub_access_problem", lambda repo, token: None)
-    assert config.get_profile("colab").base_model.hub_id == "meta-llama/Llama-3.2-3B"
+    monkeypatch.setattr(hub_access, "hub_access_problem", lambda repo, token: None)
+    assert hub_access.unlock_gated_models(config.get_profile("colab")).base_model.hub_id == "meta-llama/Llama-3.2-3B"
 
 
 def test_ci_sizes_are_smaller_and_keys_match():
@@ -116,7 +117,9 @@ def test_folders_from_the_environment_expand_home_and_anchor_relative_paths(tmp_
 
 def test_repo_root_holds_notebooks(repo_root):
     assert config.repo_root() == repo_root
+    # the course's data lives once in git, in data/; the package reaches it through a link
     assert config.data_dir() == repo_root / "src" / "course_utils" / "course_data"
+    assert config.data_dir().resolve() == repo_root / "data" and (repo_root / "data" / "rag_questions.jsonl").is_file()
 
 
 def test_the_installed_package_carries_the_course_data(repo_root, tmp_path):
@@ -130,7 +133,10 @@ def test_the_installed_package_carries_the_course_data(repo_root, tmp_path):
 
     # Built from a copy: setuptools reuses the files an earlier build left in build/lib.
     source = tmp_path / "checkout"
-    shutil.copytree(repo_root / "src", source / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    # the checkout's layout as git has it: data/ once, and src/course_utils/course_data a link to it
+    shutil.copytree(repo_root / "src", source / "src", symlinks=True, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    shutil.copytree(repo_root / "data", source / "data")
+    assert (source / "src" / "course_utils" / "course_data").is_symlink()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(repo_root / name, source / name)
     subprocess.run(
@@ -163,5 +169,4 @@ def test_each_profile_names_a_model_for_every_server_role():
     assert offline.chat_model is config.SMOLLM2_GGUF  # transformers and training keep the small model
     assert config.get_profile("ci").frontier_model is config.QWEN_0_5B_GGUF
     assert offline.size("llm_eval_items") <= offline.size("eval_items")
-    table = {row["profile"]: row for row in config.profiles_table()}
-    assert table["offline"]["local frontier stand-in"].startswith("qwen2.5-coder-1.5b")
+    assert offline.frontier_model.describe().startswith("qwen2.5-coder-1.5b")

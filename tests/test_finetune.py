@@ -1,5 +1,6 @@
 """Fine-tuning data, its validator and cost, the TRL data set and the adapter plumbing."""
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -83,15 +84,17 @@ def test_validate_jsonl_reports_errors_by_line_and_counts_tokens(tmp_path):
     assert report.summary()["examples with errors"] == 1
 
 
-def test_cost_estimate_scales_with_epochs():
-    one = finetune.estimate_cost(1_000_000, 1, "gpt-4o-mini-2024-07-18")
-    three = finetune.estimate_cost(1_000_000, 3, "gpt-4o-mini-2024-07-18")
-    assert one["usd"] == pytest.approx(finetune.TRAINING_PRICE_PER_M["gpt-4o-mini-2024-07-18"])
-    assert three["usd"] == pytest.approx(3 * one["usd"]) and three["billed tokens"] == 3_000_000
-    with pytest.raises(ValueError, match="epochs"):
-        finetune.estimate_cost(10, 0)
-    with pytest.raises(KeyError, match="price_per_m"):
-        finetune.estimate_cost(10, 1, "unknown-model")
+def test_notebook_09s_cost_table_bills_every_epoch():
+    from types import SimpleNamespace
+
+    import pandas as pd
+    from notebook_cells import cell_namespace
+
+    ns = cell_namespace("09_frontier_pricing_and_finetuning.ipynb", "price_per_million = ", finetune=finetune, pd=pd,
+                        reports=[SimpleNamespace(total_tokens=1_000_000)])
+    costs = ns["costs"].set_index("epochs")
+    assert costs.loc[1, "usd"] == pytest.approx(finetune.TRAINING_PRICE_PER_M[finetune.DEFAULT_OPENAI_BASE])
+    assert costs.loc[3, "usd"] == pytest.approx(3 * costs.loc[1, "usd"]) and costs.loc[3, "billed tokens"] == 3_000_000
 
 
 def test_prompt_completion_split_keeps_the_answer_as_completion(tmp_path):
@@ -235,9 +238,8 @@ def test_trainable_weights_are_cast_to_fp32_and_frozen_ones_kept():
 
 
 def test_an_adapter_for_another_hub_base_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(config, "hub_access_problem", lambda repo, token: "no access")
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    profile = config.get_profile("gpu")  # base model Qwen/Qwen2.5-7B without a token
+    profile = config.get_profile("gpu")  # base model Qwen/Qwen2.5-7B: reading a profile unlocks nothing
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "meta-llama/Llama-3.1-8B"}))
@@ -427,15 +429,17 @@ def test_a_rerun_follows_the_recorded_openai_job_instead_of_paying_for_another(t
         train = finetune.write_jsonl(make_items(3), tmp_path / "train.jsonl")
         val = finetune.write_jsonl(make_items(2), tmp_path / "val.jsonl")
         profile = SimpleNamespace(work_dir=tmp_path / "results", seed=42)
-        record = finetune.openai_job_record(profile)
+        record = profile.work_dir / "openai_finetune_job.json"
 
         def run_cell():
             return cell_namespace("09_frontier_pricing_and_finetuning.ipynb", "client.fine_tuning.jobs.create(", finetune=finetune,
                                   train_path=train, val_path=val, profile=profile, scores={}, print=lambda *a: said.append(" ".join(map(str, a))))
 
-        assert run_cell()["job"].id == "ftjob-0" and api.created == ["file", "file", "ftjob-0"]
-        assert json.loads(record.read_text())["job_id"] == "ftjob-0"
-        made_from = finetune.job_inputs(train, val)
+        first = run_cell()
+        assert first["job"].id == "ftjob-0" and api.created == ["file", "file", "ftjob-0"]
+        made_from = first["made_from"]
+        assert json.loads(record.read_text()) == {"job_id": "ftjob-0", "made_from": made_from}
+        assert made_from["train_sha256"] == hashlib.sha256(train.read_bytes()).hexdigest() and made_from["epochs"] == 1
         assert finetune.recorded_job(api.client(), record, made_from, show=said.append).id == "ftjob-0" and "following it" in said[-1]
         assert run_cell()["job"].id == "ftjob-0" and len(api.created) == 3  # the notebook run again: no second job
         api.jobs["ftjob-0"]["status"] = "failed"  # a failed job is not reused

@@ -14,6 +14,7 @@ from course_utils import chat, rag
 from course_utils.llm import ChatBackend
 from notebook_cells import cell_namespace
 from scripted_http import JSONHandler, LocalServer, chat_completion
+from needs import need_module
 
 NB04 = "04_chat_tools_ui.ipynb"
 NB05 = "05_rag.ipynb"
@@ -193,7 +194,7 @@ def test_04_chat_app_streams_through_its_own_api():
 @pytest.mark.slow
 def test_04_chat_app_answers_through_its_own_api():
     """Notebook 04's app over the real local server, called the way the page calls it (gradio_client)."""
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python[server] is not installed")
+    need_module("llama_cpp", "llama-cpp-python[server] is not installed")
     from gradio_client import Client
 
     from course_utils import apps

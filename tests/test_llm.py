@@ -7,6 +7,7 @@ import time
 import pytest
 
 from course_utils import config, llm, models, secrets
+from needs import need_module, missing
 
 KEY = "sk-proj-" + "k" * 40
 
@@ -246,8 +247,9 @@ def test_llama_server_is_installed_on_first_use_on_colab_only(monkeypatch, capsy
     with pytest.raises(llm.ServerStartError, match="still not importable"):
         llm.ensure_llama_server(installer=lambda req: None)
 
-    # Without an installer of its own, pip runs through start.pip_install, building without the multimodal library.
-    start = importlib.import_module("course_utils.start")  # the module: the package exports start() under that name
+    # Without an installer of its own, pip runs through runtime.pip_install, building without the multimodal library.
+    from course_utils import runtime
+
     runs = []
 
     def fake_pip_install(*args, env=None):
@@ -255,7 +257,7 @@ def test_llama_server_is_installed_on_first_use_on_colab_only(monkeypatch, capsy
         present["llama_cpp"] = True
 
     monkeypatch.delenv("CMAKE_ARGS", raising=False)
-    monkeypatch.setattr(start, "pip_install", fake_pip_install)
+    monkeypatch.setattr(runtime, "pip_install", fake_pip_install)
     llm.ensure_llama_server()
     assert runs == [((requirement,), "-DLLAVA_BUILD=OFF")]
 
@@ -291,7 +293,7 @@ def test_make_setup_installs_llama_server_here():
 
 
 def test_llama_cpp_python_server_still_serves_as_the_fallback():
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    need_module("llama_cpp", "llama-cpp-python is not installed")
     server = llm.LocalServer(models.gguf_path(config.SMOLLM2_GGUF), n_ctx=1024, binary=None, alias="smol")
     try:
         server.start()
@@ -313,7 +315,7 @@ def test_the_frontier_stand_in_returns_native_tool_calls(clean_env):
     from course_utils import chat
 
     if llm.llama_server_binary() is None:
-        pytest.skip("needs llama-server (make setup builds it)")
+        missing("needs llama-server (make setup builds it)")
     backend = llm.get_backend("local", model=config.QWEN_1_5B_GGUF)
     assert backend.model == "qwen2.5-coder-1.5b" and backend.native_tools
     response = backend.client.chat.completions.create(

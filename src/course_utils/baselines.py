@@ -578,6 +578,25 @@ class SparseMLP(_SharedFeaturesModel):
         return np.expm1(np.mean(logs, axis=0) + self.mean)
 
 
+def fit_log_blend(columns, prices, items_per_weight: int = 2) -> tuple[np.ndarray, float]:
+    """Non-negative weights and an intercept mapping `columns` (log prices) to log(1 + price).
+
+    The one blending rule of the course: the baseline stack of notebook 08 and the ensemble of
+    notebook 14 both use it. `items_per_weight` sets how many items each weight needs at least.
+    """
+    from sklearn.linear_model import LinearRegression
+
+    columns = np.asarray(columns, dtype=float)
+    prices = np.asarray(prices, dtype=float)
+    if len(prices) != len(columns):
+        raise ValueError(f"{len(columns)} rows of inputs but {len(prices)} prices")
+    needed = items_per_weight * columns.shape[1]
+    if len(prices) < needed:
+        raise ValueError(f"{len(prices)} items are too few to fit {columns.shape[1]} weights (need {needed})")
+    reg = LinearRegression(positive=True).fit(columns, np.log1p(prices))
+    return reg.coef_.astype(float), float(reg.intercept_)
+
+
 class LogAverageEnsemble(Baseline):
     """A weighted mean of several baselines' log prices (equal weights: a geometric mean).
 
@@ -616,7 +635,6 @@ class LogAverageEnsemble(Baseline):
 
     def fit_weights(self, holdout: Sequence[Item], train_items: Sequence[Item] = ()) -> "LogAverageEnsemble":
         """Non-negative weights and an intercept for the members' log prices, fitted on `holdout`."""
-        from .ensemble import fit_log_blend
 
         holdout = list(holdout)
         leaked = {it.id for it in holdout} & {it.id for it in train_items}
@@ -633,15 +651,6 @@ class LogAverageEnsemble(Baseline):
 
 
 BEST_BASELINE = "baseline stack (ridge, SVR, LightGBM, neural nets)"
-
-
-def result_extra(model: Baseline) -> dict:
-    """What the results store keeps about a baseline beside its scores, on every split.
-
-    best_baseline marks the model notebook 14 takes as an input; blend marks a model that
-    combines others (the stack), which notebook 14 must not count as a single model when it picks the rivals.
-    """
-    return {"kind": "baseline", "best_baseline": model.name == BEST_BASELINE, "blend": isinstance(model, LogAverageEnsemble)}
 
 
 def all_baselines(seed: int = 42, holdout: Sequence[Item] | None = None) -> list[Baseline]:

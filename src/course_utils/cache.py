@@ -15,7 +15,6 @@ Two things every notebook that calls an API wants:
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import random
@@ -93,19 +92,6 @@ def call_with_retry(
                 on_retry(attempt + 1, exc, delay)
             sleep(max(0.0, delay))
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-def retrying(**retry_kwargs: Any) -> Callable[[Callable[..., T]], Callable[..., T]]:
-    """Decorator form of `call_with_retry`: `@retrying(retries=3)`."""
-
-    def decorate(fn: Callable[..., T]) -> Callable[..., T]:
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> T:
-            return call_with_retry(fn, *args, **retry_kwargs, **kwargs)
-
-        return wrapper
-
-    return decorate
 
 
 def cache_key(model: str, messages: list[dict], params: dict | None = None) -> str:
@@ -199,23 +185,6 @@ def cached_chat(
     text = call_with_retry(backend.chat, messages, retries=retries, sleep=sleep, **params)
     cache.put(key, backend.model, {"messages": messages, "params": params}, text)
     return text
-
-
-def timed_repeats(backend, messages: list[dict], cache: ResponseCache, times: int = 2, **params: Any):
-    """The same request `times` times through `cache`: a DataFrame of each call's seconds, whether
-    the cache answered it, and the reply. Start from an empty cache to see a miss, then hits."""
-    import pandas as pd
-
-    rows = []
-    for call in range(1, times + 1):
-        hits = cache.hits
-        started = time.perf_counter()
-        text = cached_chat(backend, messages, cache=cache, **params)
-        rows.append({
-            "call": call, "seconds": round(time.perf_counter() - started, 4),
-            "answered by": "cache" if cache.hits > hits else "model", "reply": text.strip()[:60],
-        })  # fmt: skip
-    return pd.DataFrame(rows).set_index("call")
 
 
 def ask_chat(backend, messages: list[dict], use_cache: bool = True, cache: ResponseCache | None = None, **params: Any) -> str:

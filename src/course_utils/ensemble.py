@@ -30,6 +30,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from . import config
+from .baselines import BEST_BASELINE, fit_log_blend
 from .items import Item
 
 ENSEMBLE_NAME = "ensemble"
@@ -56,7 +57,6 @@ class EnsembleInput:
 
 def default_inputs() -> list[EnsembleInput]:
     """The four inputs the course stacks, with the notebooks that store their predictions."""
-    from .baselines import BEST_BASELINE
     from .rag_pricer import FOREST_MODEL_NAME, RAG_MODEL_NAME
 
     return [
@@ -142,25 +142,6 @@ def features(inputs) -> np.ndarray:
     """log(1 + price) of each input, then the row-wise minimum and maximum of those logs."""
     logs = np.log1p(np.clip(np.asarray(inputs, dtype=float), 0, None))
     return np.column_stack([logs, logs.min(axis=1), logs.max(axis=1)])
-
-
-def fit_log_blend(columns, prices, items_per_weight: int = 2) -> tuple[np.ndarray, float]:
-    """Non-negative weights and an intercept mapping `columns` (log prices) to log(1 + price).
-
-    The one blending rule of the course: this ensemble and the baseline stack of notebook 08
-    both use it. `items_per_weight` sets how many items each weight needs at least.
-    """
-    from sklearn.linear_model import LinearRegression
-
-    columns = np.asarray(columns, dtype=float)
-    prices = np.asarray(prices, dtype=float)
-    if len(prices) != len(columns):
-        raise ValueError(f"{len(columns)} rows of inputs but {len(prices)} prices")
-    needed = items_per_weight * columns.shape[1]
-    if len(prices) < needed:
-        raise ValueError(f"{len(prices)} items are too few to fit {columns.shape[1]} weights (need {needed})")
-    reg = LinearRegression(positive=True).fit(columns, np.log1p(prices))
-    return reg.coef_.astype(float), float(reg.intercept_)
 
 
 def feature_names(roles: Sequence[str]) -> list[str]:

@@ -204,19 +204,6 @@ def validate_jsonl(path: str | os.PathLike, encoding=None, max_tokens: int = 65_
     return ValidationReport(path, len(rows), errors, tokens, max_tokens)
 
 
-def estimate_cost(training_tokens: int, epochs: int, model: str = DEFAULT_OPENAI_BASE, price_per_m: float | None = None) -> dict:
-    """Billed tokens (every epoch sees every token) and dollars for a fine-tuning job."""
-    if epochs < 1:
-        raise ValueError(f"epochs must be at least 1, got {epochs}")
-    if price_per_m is None:
-        try:
-            price_per_m = TRAINING_PRICE_PER_M[model]
-        except KeyError:
-            raise KeyError(f"no training price known for {model!r}; pass price_per_m (known: {sorted(TRAINING_PRICE_PER_M)})") from None
-    billed = training_tokens * epochs
-    return {"model": model, "epochs": epochs, "billed tokens": billed, "usd": round(billed / 1e6 * price_per_m, 4)}
-
-
 # --- the OpenAI fine-tuning API (only with OPENAI_API_KEY) ----------------------------------
 PAID_OPT_IN = "COURSE_ALLOW_PAID"
 
@@ -252,31 +239,7 @@ def openai_client():
     return OpenAI(api_key=key)
 
 
-def fine_tuned_backend(client, model: str):
-    """A chat back end for a model an OpenAI fine-tuning job made (`job.fine_tuned_model`)."""
-    from .llm import ChatBackend
-
-    return ChatBackend(client, model, "openai", str(client.base_url).rstrip("/"))
-
-
 _JOB_OVER = {"failed", "cancelled"}
-
-
-def openai_job_record(profile: config.Profile | None = None) -> Path:
-    """Where notebook 09 records the id of the OpenAI job it started."""
-    return (profile or config.get_profile()).work_dir / "openai_finetune_job.json"
-
-
-def job_inputs(train_path, val_path, model: str = DEFAULT_OPENAI_BASE, epochs: int = 1) -> dict:
-    """What a fine-tuning job is made from: both files' SHA-256, the base model and the epochs."""
-    import hashlib
-
-    return {
-        "model": model,
-        "epochs": epochs,
-        "train_sha256": hashlib.sha256(Path(train_path).read_bytes()).hexdigest(),
-        "val_sha256": hashlib.sha256(Path(val_path).read_bytes()).hexdigest(),
-    }
 
 
 def recorded_job(client, record_path, made_from: dict, show=print):

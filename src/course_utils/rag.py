@@ -321,17 +321,6 @@ def build_stores(chunk_sets: dict, embeddings=None, persist_dir: str | Path | No
     return stores, pd.DataFrame(rows)
 
 
-def stored_vectors(store) -> tuple[Any, list[dict]]:
-    """All vectors and metadata of a Chroma collection, in a stable order."""
-    import numpy as np
-
-    data = store.get(include=["embeddings", "metadatas"])
-    order = np.argsort(data["ids"])
-    vectors = np.asarray(data["embeddings"])[order]
-    metadatas = [data["metadatas"][i] for i in order]
-    return vectors, metadatas
-
-
 class FaissIndex:
     """The same chunks in an exact FAISS inner-product index (cosine on unit vectors)."""
 
@@ -504,13 +493,41 @@ def chat_model_from_backend(backend=None, max_tokens: int = 160, temperature: fl
     )
 
 
+# Context windows of hosted models that announce none through the API (prefix match, longest first).
+KNOWN_CONTEXT_WINDOWS = {"gpt-4.1": 1_047_576, "gpt-4o": 128_000, "gpt-5": 400_000, "o3": 200_000, "o4-mini": 200_000}
+FALLBACK_CONTEXT_WINDOW = 8_192  # what nearly every chat model of the last years can read
+
+
 def context_window(backend=None) -> int:
-    """Tokens the chat model can read: the local server's n_ctx, else a typical 128k."""
-    if backend is not None and backend.kind == "local":
+    """Tokens the chat model behind `backend` can read, asked of the server where it says.
+
+    The embedded server: its n_ctx. Another OpenAI-compatible server: what its model listing
+    announces (vLLM's `max_model_len`, llama.cpp's `n_ctx_train`, `context_length` elsewhere).
+    OpenAI's own models: the known table. Anything else: a cautious 8k, with a warning.
+    """
+    if backend is None:
+        return FALLBACK_CONTEXT_WINDOW
+    if backend.kind == "local":
         from .llm import local_server
 
         return local_server().n_ctx
-    return 128_000
+    try:
+        listed = backend.client.models.retrieve(backend.model).model_dump()
+    except Exception:  # not every server lists models; the table and the fallback remain
+        listed = {}
+    for key in ("max_model_len", "context_length", "context_window"):
+        if isinstance(listed.get(key), int):
+            return listed[key]
+    if isinstance((listed.get("meta") or {}).get("n_ctx_train"), int):
+        return listed["meta"]["n_ctx_train"]
+    for prefix in sorted(KNOWN_CONTEXT_WINDOWS, key=len, reverse=True):
+        if backend.model.startswith(prefix):
+            return KNOWN_CONTEXT_WINDOWS[prefix]
+    import warnings
+
+    warnings.warn(f"{backend.model} announces no context window; assuming {FALLBACK_CONTEXT_WINDOW} tokens "
+                  "(pass context_tokens= to RagChain to use more)", stacklevel=2)
+    return FALLBACK_CONTEXT_WINDOW
 
 
 @dataclass
@@ -520,11 +537,6 @@ class RagAnswer:
     sources: list[str]
     chunks: list
     scores: list[float]
-
-    def with_sources(self) -> str:
-        if not self.sources:
-            return self.answer
-        return f"{self.answer}\n\nSources: {', '.join(self.sources)}"
 
 
 class RagChain:
@@ -642,20 +654,6 @@ def spread(questions: Sequence[dict], n: int) -> list[dict]:
     return list(questions[:: max(1, len(questions) // n)][:n])
 
 
-def answer_table(chain, questions: Sequence[dict], progress: bool = True):
-    """Ask the chain each question; one row each with its answer, the sources it cited, the
-    expected source, and whether that source was among the cited ones."""
-    import pandas as pd
-    from tqdm.auto import tqdm
-
-    rows = []
-    for q in tqdm(questions, desc="answering", disable=not progress):
-        result = chain.invoke(q["question"])
-        rows.append({"question": q["question"], "answer": result.answer, "sources": ", ".join(result.sources),
-                     "expected source": q["source"], "source found": q["source"] in result.sources})  # fmt: skip
-    return pd.DataFrame(rows, columns=["question", "answer", "sources", "expected source", "source found"])
-
-
 def time_retrieval(store, questions: Sequence[str], k: int = 5) -> list[float]:
     """Milliseconds per retrieval, one per question (embedding the query included)."""
     timings = []
@@ -666,8 +664,3 @@ def time_retrieval(store, questions: Sequence[str], k: int = 5) -> list[float]:
     return timings
 
 
-def save_metrics(table, profile: config.Profile | None = None) -> Path:
-    """Write the retrieval metrics table to results/<profile>/rag/retrieval_metrics.csv (atomically)."""
-    profile = profile or config.get_profile()
-    path = profile.work_dir / "rag" / "retrieval_metrics.csv"
-    return atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))

@@ -36,10 +36,6 @@ class PricePrediction:
     candidates: tuple[tuple[float, float], ...] = field(default=())  # (price, renormalised weight)
     number_mass: float = 0.0  # probability the model put on starting a number at all
 
-    def as_dict(self) -> dict:
-        return {"greedy": self.greedy, "weighted": self.weighted, "number_mass": self.number_mass}
-
-
 def prompt_text(tokenizer, item: Item, system: str = SYSTEM_PROMPT) -> str:
     """The chat up to the assistant's "Price is $", rendered with the model's chat template."""
     messages = chat_messages(item, system, with_answer=False)

@@ -18,10 +18,15 @@ import sys
 from pathlib import Path
 
 from . import config, secrets
+from .runtime import in_colab, pip_install
 
 REPO_URL = "https://github.com/llm-engineering-course/llm-engineering-course"
+# Colab installs this release of the course, never the head of main: a notebook opened from a release
+# gets the package it was written against. Bumped with `version` in pyproject.toml (a test checks they
+# match) and tagged on release.
+COURSE_RELEASE = "v0.1.0"
 # Colab keeps its own torch and CUDA: the `colab` extra never names torch.
-COLAB_INSTALL = f"pip install -q 'course-utils[colab] @ git+{REPO_URL}'"
+COLAB_INSTALL = f"pip install -q 'course-utils[colab] @ git+{REPO_URL}@{COURSE_RELEASE}'"
 FIRST_CELL = (
     f'import sys, subprocess; "google.colab" in sys.modules and subprocess.run("{COLAB_INSTALL}", shell=True, check=True)\n'
     "from course_utils import start; profile = start()"
@@ -42,15 +47,6 @@ def network_guard_requested() -> bool:
 
 class NetworkBlockedError(ConnectionError):
     """Raised when code tries to reach a non-loopback address under the network guard."""
-
-
-def in_colab() -> bool:
-    return "google.colab" in sys.modules
-
-
-def pip_install(*args: str, env: dict | None = None) -> None:
-    """`pip install -q ARGS` into this kernel's own Python (Colab's first-use installs); raises when pip fails."""
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", *args], check=True, env=env)
 
 
 def install_colab_model_packages() -> list[str]:
@@ -96,8 +92,10 @@ def _is_loopback(address) -> bool:
 def install_network_guard() -> None:
     """Refuse every outbound connection except loopback, so a hidden Hub download fails loudly.
 
-    The notebook tests turn this on: a notebook that passes under it provably fetched
-    nothing from a hub.
+    What it covers: Python sockets in this process and its Python children (it patches
+    `socket.socket.connect`). What it cannot see: native clients (llama.cpp, Chromium, a library's
+    own C or Rust HTTP code). For those, `make test` runs everything in a network namespace with
+    loopback only (scripts/no_network.py), where the machine allows one.
     """
     if getattr(socket.socket.connect, "_course_guard", False):
         return
@@ -118,12 +116,12 @@ def install_network_guard() -> None:
 
 
 def _offline_environment() -> None:
-    # Libraries that would phone home (Hub, telemetry) are told not to.
-    for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
-        os.environ.setdefault(key, "1")
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")  # chromadb
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    # Libraries that would phone home (Hub, telemetry) are told not to. Forced, not defaulted: an offline
+    # profile stays offline even when a stray line of `.env` or the shell says otherwise.
+    for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
+        os.environ[key] = "1"
+    os.environ["ANONYMIZED_TELEMETRY"] = "False"  # chromadb
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     quiet_library_noise()
 
@@ -159,6 +157,10 @@ def start(profile_name: str | None = None, quiet: bool = False) -> config.Profil
         if profile_name is None and not os.environ.get(config.PROFILE_ENV):
             profile_name = "colab"
     profile = config.get_profile(profile_name)
+    if profile.hf_token_models:  # the GPU profiles: larger gated models where the HF token opens them
+        from .hub_access import unlock_gated_models
+
+        profile = config.use_profile(unlock_gated_models(profile))
     os.environ[config.PROFILE_ENV] = profile.name  # child processes see the same profile
     if profile.offline:
         _offline_environment()
