@@ -155,7 +155,7 @@ def test_embedded_server_is_reused_within_a_process(clean_env):
 
 
 def test_server_dies_with_its_parent(tmp_path):
-    """A killed kernel must not leave the server running (prctl PDEATHSIG)."""
+    """A killed kernel must not leave the server running (the watcher of runtime.stop_with_parent)."""
     import subprocess
     import sys
 

@@ -224,6 +224,9 @@ class LocalServer:
                 # registered with atexit) ends it. Portable, unlike a preexec_fn calling glibc's prctl.
                 start_new_session=True,
             )
+        from .runtime import stop_with_parent
+
+        self._watcher = stop_with_parent(self.process.pid)  # a killed kernel takes its server with it
         atexit.register(self.stop)
         try:
             self._wait_ready(timeout)
@@ -254,14 +257,19 @@ class LocalServer:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        watcher, self._watcher = getattr(self, "_watcher", None), None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+        if watcher is not None:  # it sees the server gone within half a second and exits
+            try:
+                watcher.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                watcher.kill()
 
 
 LLAMA_DIST = "llama-cpp-python"
