@@ -302,10 +302,11 @@ _CI_SIZES = {
 }
 # --- notebook 12: preference tuning (DPO) and training across processes -----------------------
 # dpo_pair_items: training items (past the ones notebook 10 trained on) that the specialist prices, to build
-# preference pairs from its own mistakes; dpo_max_steps: DPO optimizer steps; ddp_max_steps: steps of each
-# run of scripts/train_sft.py (one process, then two). Chosen on validation items (notebook 12, its solutions).
-_OFFLINE_SIZES.update({"dpo_pair_items": 480, "dpo_max_steps": 40, "ddp_max_steps": 12})
-_CI_SIZES.update({"dpo_pair_items": 40, "dpo_max_steps": 6, "ddp_max_steps": 6})
+# preference pairs from its own mistakes; dpo_max_steps, dpo_batch_size: DPO optimizer steps and pairs per step
+# (each step runs policy and reference over the chosen and the rejected answer of every pair: several SFT steps' work);
+# ddp_max_steps: steps of each run of scripts/train_sft.py (one process, then two).
+_OFFLINE_SIZES.update({"dpo_pair_items": 240, "dpo_max_steps": 16, "dpo_batch_size": 4, "ddp_max_steps": 6})
+_CI_SIZES.update({"dpo_pair_items": 32, "dpo_max_steps": 6, "dpo_batch_size": 2, "ddp_max_steps": 3})
 # ---------------------------------------------------------------------------------------------
 
 # --- notebook 15 (the pricer as a web service): requests per load-test level ----------------------
@@ -349,6 +350,9 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
             base_model=SMOLLM2_GGUF,
             frontier_model=QWEN_0_5B_GGUF,  # the same template and tool calls, about twice as fast: CI checks mechanics
             bulk_model=SMOLLM2_GGUF,
+            # notebook 16: the 0.5B calls tools natively but loops (3 of 10 calls succeeded on a 6-listing feed,
+            # stopped by the turn limit); the 1.5B drives the agent
+            agent_model=QWEN_1_5B_GGUF,
             embedding_model=MINILM,
             tokenizers=OFFLINE_TOKENIZERS,
             price_data="mercari",
