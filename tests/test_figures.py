@@ -39,7 +39,7 @@ def test_img_holds_every_figure_the_script_draws(figures):
     assert not strays, f"files in img/ that scripts/make_figures.py does not draw: {strays}"
     for name in made:
         size = (IMG / name).stat().st_size
-        assert 1_000 < size < 160_000, f"img/{name} is {size:,} bytes"
+        assert 1_000 < size < 200_000, f"img/{name} is {size:,} bytes (the course map, 17 notebooks, is the largest)"
 
 
 def test_every_figure_is_shown_by_the_readme_or_a_notebook():
