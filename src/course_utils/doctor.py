@@ -17,7 +17,7 @@ from . import config, secrets
 
 LIBRARIES = (
     "torch", "transformers", "trl", "peft", "accelerate", "datasets", "sentence-transformers",
-    "bitsandbytes", "openai", "langchain", "chromadb", "gradio", "llama-cpp-python", "scikit-learn",
+    "bitsandbytes", "openai", "langchain-core", "chromadb", "gradio", "llama-cpp-python", "scikit-learn",
 )  # fmt: skip
 
 
