@@ -144,3 +144,21 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def agents_stdio_server(params: dict, log_path, **kwargs):
+    """The OpenAI Agents SDK's `MCPServerStdio` for `params`, with the server's stderr written to `log_path`.
+
+    Both MCP clients hand the server process the caller's `sys.stderr` by default. In a notebook kernel that is
+    a stream with no file descriptor behind it, and starting the process fails ("fileno"); a log file is a real
+    file, and keeps what the server printed for reading afterwards.
+    """
+    from agents.mcp import MCPServerStdio
+    from mcp.client.stdio import stdio_client
+
+    class LoggedStdioServer(MCPServerStdio):
+        def create_streams(self):
+            return stdio_client(self.params, errlog=errlog)
+
+    errlog = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 (open for the server's whole life)
+    return LoggedStdioServer(params=params, **kwargs)
