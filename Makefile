@@ -20,7 +20,7 @@ setup:
 ## course: execute every notebook offline, print the status table and the leaderboard
 course:
 	bash scripts/setup.sh
-	$(PY) -m course_utils.runner --profile offline
+	$(PY) -m course_utils.core.runner --profile offline
 
 ## test: unit tests, then every notebook under nbmake in the CI profile
 test:
@@ -39,7 +39,7 @@ benchmark:
 
 doctor:
 	bash scripts/setup.sh
-	$(PY) -m course_utils.doctor
+	$(PY) -m course_utils.core.doctor
 
 ## wheelhouse: a folder of wheels for installing on workshop seats without network (see the README)
 wheelhouse:

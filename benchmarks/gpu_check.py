@@ -36,10 +36,11 @@ sys.path.insert(0, str(ROOT / "src"))
 
 def read_items(path: Path | None, n_train: int, n_eval: int):
     """(train, eval) listings from a JSON-lines file, or the offline profile's splits."""
-    from course_utils.items import Item
+    from course_utils.pricing.items import Item
 
     if path is None:
-        from course_utils import config, data
+        from course_utils.core import config
+        from course_utils.pricing import data
 
         offline = config.get_profile("offline")
         return data.load_splits(offline).train[:n_train], data.eval_set(offline)[:n_eval]
@@ -68,7 +69,7 @@ def random_model(source: Path, target: Path) -> Path:
 
 def check_profile(model_dir: Path, steps: int, batch_size: int):
     """The gpu profile with every model role pointed at the local folder, and short runs."""
-    from course_utils import config
+    from course_utils.core import config
 
     local = config.ModelSource(hub_id=str(model_dir))
     gpu = config.get_profile("gpu")
@@ -92,7 +93,8 @@ def trainable_dtypes(model) -> str:
 
 def run_phases(profile, train, eval_items, precision: str, out: Path) -> list[dict]:
     """QLoRA, then a full fine-tune; one row each, with the error where a phase fails."""
-    from course_utils import finetune, models
+    from course_utils.foundations import models
+    from course_utils.pricing import finetune
 
     native_bf16 = models.cuda_has_native_bf16
     if precision == "fp16":
@@ -122,7 +124,7 @@ def qlora_phase(profile, tokenizer, dataset, eval_items, work: Path, precision: 
     """Notebook 10's run (4-bit base, interrupted, resumed from its checkpoint), then notebook 11's 4-bit reload."""
     import torch
 
-    from course_utils import evaluation, finetune, specialist
+    from course_utils.pricing import evaluation, finetune, specialist
 
     torch.cuda.reset_peak_memory_stats()
     row = {}
@@ -166,7 +168,8 @@ def full_phase(profile, tokenizer, dataset, eval_items, work: Path, precision: s
     """Notebook 09's full fine-tune: fp32 weights, mixed-precision compute, AdamW."""
     import torch
 
-    from course_utils import evaluation, finetune, models, specialist
+    from course_utils.foundations import models
+    from course_utils.pricing import evaluation, finetune, specialist
 
     torch.cuda.reset_peak_memory_stats()
     row = {}
@@ -210,7 +213,7 @@ def main(argv=None) -> int:
         print("gpu_check: no CUDA GPU here; this check only runs the GPU branches", file=sys.stderr)
         return 2
     os.environ.setdefault("COURSE_RESULTS", str(opts.out / "results"))
-    from course_utils import models
+    from course_utils.foundations import models
 
     model_dir = opts.model or models.converted_gguf_dir(models.config.get_profile("offline").base_model)
     if opts.random_init:

@@ -23,7 +23,9 @@ import time
 
 import psutil
 
-from course_utils import config, llm, models
+from course_utils.core import config
+from course_utils.foundations import models
+from course_utils.chat import llm
 
 LONG_PROMPT = " ".join(
     f"Listing {i}: a used item in good condition, shipped by the seller, sold for {10 + i} dollars." for i in range(45)

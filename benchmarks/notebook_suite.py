@@ -12,14 +12,14 @@ import os
 import sys
 import time
 
-from course_utils import config, runner
+from course_utils.core import config, runner
 
 ROOT = config.repo_root()
 
 
 def first_completion_seconds() -> float:
     """Time from asking for the local server to its first chat answer (target: 5 s)."""
-    from course_utils import llm
+    from course_utils.chat import llm
 
     started = time.perf_counter()
     backend = llm.get_backend("local")

@@ -38,7 +38,9 @@ def main(argv=None) -> int:
 
     import pandas as pd
 
-    from course_utils import config, data, evaluation, finetune, models, specialist
+    from course_utils.core import config
+    from course_utils.foundations import models
+    from course_utils.pricing import data, evaluation, finetune, specialist
 
     profile = config.get_profile(args.profile)
     splits = data.load_splits(profile)

@@ -23,7 +23,8 @@ P50_TARGET_MS = 200.0
 
 
 def main(argv: list[str] | None = None) -> int:
-    from course_utils import rag, start
+    from course_utils import start
+    from course_utils.retrieval import rag
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunking", default="all", choices=["all", *(c.name for c in rag.CHUNKINGS)])

@@ -38,8 +38,9 @@ def main(argv=None) -> int:
 
     import numpy as np
 
-    from course_utils import config, data, evaluation
-    from course_utils.vectorstore import embedding_text
+    from course_utils.core import config
+    from course_utils.pricing import data, evaluation
+    from course_utils.retrieval.vectorstore import embedding_text
 
     profile = config.get_profile(args.profile)
     sizes = sorted(int(s) for s in args.sizes.split(","))
@@ -47,7 +48,7 @@ def main(argv=None) -> int:
     val_items = data.baseline_val_set(profile)
     truths = np.array([it.price for it in val_items])
 
-    from course_utils.models import load_embedding_model
+    from course_utils.foundations.models import load_embedding_model
 
     model = load_embedding_model(profile)
     encode = lambda texts: np.asarray(model.encode(texts, batch_size=64, normalize_embeddings=True), dtype=np.float32)  # noqa: E731

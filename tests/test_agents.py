@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 
 import pytest
 
-from course_utils import deals
+from course_utils.agents import deals
 
 ENTRIES = [
     deals.DealEntry("deal-a", "Nike Air Max 90 & laces", 25.0, "Worn <b>twice</b>", ("Men", "Shoes"), "Nike", "Like new"),
@@ -51,7 +50,7 @@ def test_feed_price_from_the_title_when_a_feed_has_no_price_element(tmp_path):
 
 
 def test_asking_prices_are_seeded_and_truth_is_kept_apart():
-    from course_utils.items import Item
+    from course_utils.pricing.items import Item
 
     items = [Item(id=f"m-{i}", title=f"thing {i}", price=10.0 + i) for i in range(200)]
     first, truth = deals.make_entries(items, seed=7)
@@ -160,7 +159,7 @@ async def _mcp_session(tmp_path, feed_url):
 
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "course_utils.deal_mcp", "--feed", feed_url, "--memory", str(tmp_path / "memory.sqlite"),
+        args=["-m", "course_utils.agents.deal_mcp", "--feed", feed_url, "--memory", str(tmp_path / "memory.sqlite"),
               "--outbox", str(tmp_path / "outbox.jsonl"), "--pricer", "ensemble"],  # fmt: skip
         env={**os.environ, "COURSE_RESULTS": str(tmp_path / "results")},
     )
@@ -213,7 +212,7 @@ def test_mcp_server_lists_and_calls_its_tools(tmp_path, feed):
 
 
 def test_mcp_module_runs_as_a_script():
-    done = subprocess.run([sys.executable, "-m", "course_utils.deal_mcp", "--help"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-m", "course_utils.agents.deal_mcp", "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "--feed" in done.stdout
 
 

@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from course_utils import baselines as B
-from course_utils import data, evaluation
-from course_utils.items import Item
+from course_utils.pricing import baselines as B
+from course_utils.pricing import curation, data, evaluation
+from course_utils.pricing.items import Item
 
 
 @pytest.fixture(scope="module")
 def splits():
-    items, _ = data.load_mercari()
+    items, _ = curation.load_mercari()
     return data.make_splits(items, 400, 200, seed=0, items_total=2600)
 
 

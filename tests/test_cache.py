@@ -12,8 +12,8 @@ import json
 import openai
 import pytest
 
-from course_utils import cache
-from course_utils.llm import ChatBackend
+from course_utils.chat import cache
+from course_utils.chat.llm import ChatBackend
 from scripted_http import JSONHandler, LocalServer, chat_completion
 
 
@@ -143,10 +143,8 @@ def test_notebook_04s_cache_demo_shows_the_model_once_then_the_cache(tmp_path):
     import pandas as pd
     from notebook_cells import cell_namespace
 
-    from course_utils import chat
-
     with ScriptedServer([200, 200]) as server:
-        ns = cell_namespace("04_chat_tools_ui.ipynb", '"answered by"', backend=server.backend(), chat=chat, time=time, pd=pd,
+        ns = cell_namespace("04_chat_tools_ui.ipynb", '"answered by"', backend=server.backend(), time=time, pd=pd,
                             profile=SimpleNamespace(work_dir=tmp_path))
     table = ns["timings"]
     assert list(table.index) == [1, 2] and list(table["answered by"]) == ["model", "cache"]

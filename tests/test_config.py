@@ -1,6 +1,6 @@
 import pytest
 
-from course_utils import config, hub_access
+from course_utils.core import config, hub_access
 
 
 def test_default_profile_is_offline(monkeypatch):

@@ -6,16 +6,18 @@ from dataclasses import replace
 
 import pytest
 
-from course_utils import config, data
-from course_utils.items import Item
+from course_utils.core import config
+from course_utils.foundations import listings
+from course_utils.pricing import curation, data
+from course_utils.pricing.items import Item
 
 
 # --- scrubbing and row parsing ----------------------------------------------------------
 def test_scrub_removes_boilerplate_marks_and_codes_but_keeps_model_names():
     counter = Counter()
-    assert data.scrub("No description yet", counter) == ""
-    assert data.scrub("  Great [rm] deal   B07XJ8C8F5 iPhone6s 10000mAh ", counter) == "Great deal iPhone6s 10000mAh"
-    assert data.scrub(None) == "" and data.scrub(float("nan")) == ""
+    assert listings.scrub("No description yet", counter) == ""
+    assert listings.scrub("  Great [rm] deal   B07XJ8C8F5 iPhone6s 10000mAh ", counter) == "Great deal iPhone6s 10000mAh"
+    assert listings.scrub(None) == "" and listings.scrub(float("nan")) == ""
     assert counter == {"boilerplate description removed": 1, "[rm] price marks removed": 1, "long codes removed": 1}
 
 
@@ -27,14 +29,14 @@ def mercari_row(**kw):
 
 
 def test_parse_mercari_row_builds_an_item():
-    item = data.parse_mercari_row(mercari_row())
+    item = curation.parse_mercari_row(mercari_row())
     assert item.id == "mercari-1" and item.price == 38.0
     assert item.categories == ("Women", "Athletic Apparel", "Pants, Tights, Leggings")
     assert item.condition == "Like new" and item.shipping_paid_by_seller is True and item.brand == "Lululemon"
 
 
 def test_category_with_slashes_keeps_three_levels():
-    item = data.parse_mercari_row(mercari_row(category_name="Electronics/Computers & Tablets/iPad/Tablet/eBook Readers"))
+    item = curation.parse_mercari_row(mercari_row(category_name="Electronics/Computers & Tablets/iPad/Tablet/eBook Readers"))
     assert item.categories == ("Electronics", "Computers & Tablets", "iPad/Tablet/eBook Readers")
 
 
@@ -48,7 +50,7 @@ def test_parse_rows_counts_every_dropped_row_with_its_reason():
         mercari_row(train_id=6, name="", item_description="No description yet"),
         mercari_row(train_id=7, category_name=None, brand_name=float("nan")),
     ]
-    items, report = data.parse_rows(rows, data.parse_mercari_row, "fixture")
+    items, report = curation.parse_rows(rows, curation.parse_mercari_row, "fixture")
     assert [it.id for it in items] == ["mercari-1", "mercari-7"]
     assert report.dropped == {"price not positive": 2, "missing price": 1, "price not a number": 1, "no usable text": 1}
     assert report.rows_read == 7 and report.kept == 2 and report.balanced
@@ -65,7 +67,7 @@ def test_bad_codes_and_missing_ids_are_counted_drops_not_crashes():
         mercari_row(train_id=None),
         mercari_row(train_id=5, item_condition_id=2.0, shipping=0),
     ]
-    items, report = data.parse_rows(rows, data.parse_mercari_row, "fixture")
+    items, report = curation.parse_rows(rows, curation.parse_mercari_row, "fixture")
     assert [it.id for it in items] == ["mercari-2", "mercari-5"]
     assert items[0].condition is None and items[0].shipping_paid_by_seller is None  # missing stays unknown
     assert items[1].condition == "Like new" and items[1].shipping_paid_by_seller is False
@@ -77,8 +79,8 @@ def test_a_listings_file_without_an_id_column_is_named(tmp_path):
 
     path = tmp_path / "listings.parquet"
     pd.DataFrame([{k: v for k, v in mercari_row().items() if k != "train_id"}]).to_parquet(path)
-    with pytest.raises(data.DataSourceError, match=r"lacks the columns \['train_id \(or id\)'\]"):
-        data.load_mercari(path=path)
+    with pytest.raises(listings.DataSourceError, match=r"lacks the columns \['train_id \(or id\)'\]"):
+        curation.load_mercari(path=path)
 
 
 def test_an_unknown_split_name_is_refused_before_any_work(monkeypatch):
@@ -88,7 +90,7 @@ def test_an_unknown_split_name_is_refused_before_any_work(monkeypatch):
 
 
 def test_load_mercari_reads_the_real_package():
-    items, report = data.load_mercari()
+    items, report = curation.load_mercari()
     assert report.rows_read == 100_000
     assert report.balanced
     assert report.dropped["price not positive"] == 55
@@ -119,7 +121,7 @@ def amazon_fixture():
 
 
 def test_parse_amazon_rows_and_report():
-    items, report = data.load_amazon("Electronics", rows=amazon_fixture())
+    items, report = curation.load_amazon("Electronics", rows=amazon_fixture())
     assert [it.id for it in items] == ["amazon-B0ABC12345", "amazon-B2", "amazon-B8"]
     first = items[0]
     assert first.price == pytest.approx(29.99) and first.brand == "Anker"
@@ -133,7 +135,7 @@ def test_parse_amazon_rows_and_report():
 
 
 def test_load_amazon_limit_stops_early():
-    items, report = data.load_amazon("Electronics", rows=amazon_fixture(), limit=2)
+    items, report = curation.load_amazon("Electronics", rows=amazon_fixture(), limit=2)
     assert len(items) == 2 and report.rows_read == 2
 
 
@@ -188,17 +190,17 @@ def _check_changing_meta(items, report):
 @pytest.mark.parametrize("streaming", [True, False], ids=["streaming", "in-memory"])
 def test_amazon_dataset_reads_a_schema_that_changes_across_chunks(meta_file, tmp_path, streaming):
     # a 4 KB chunk puts ~12 rows in each, so the new keys and price types come in later chunks
-    rows = data.amazon_dataset(
+    rows = curation.amazon_dataset(
         "Tools_and_Home_Improvement", streaming=streaming, data_file=str(meta_file),
         chunksize=4096, cache_dir=str(tmp_path / "hf-cache"),
     )
-    items, report = data.load_amazon("Tools_and_Home_Improvement", rows=rows)
+    items, report = curation.load_amazon("Tools_and_Home_Improvement", rows=rows)
     _check_changing_meta(items, report)
 
 
 def test_amazon_dataset_reads_the_file_in_one_default_chunk_too(meta_file):
-    rows = data.amazon_dataset("Tools_and_Home_Improvement", data_file=str(meta_file))
-    _check_changing_meta(*data.load_amazon("Tools_and_Home_Improvement", rows=rows))
+    rows = curation.amazon_dataset("Tools_and_Home_Improvement", data_file=str(meta_file))
+    _check_changing_meta(*curation.load_amazon("Tools_and_Home_Improvement", rows=rows))
 
 
 # --- prompts capped in tokens -----------------------------------------------------------
@@ -234,7 +236,7 @@ def test_with_prompts_sets_capped_prompts(word_tokenizer):
 
 @pytest.mark.slow
 def test_cap_prompt_with_the_chat_model_tokenizer():
-    from course_utils.models import load_tokenizer
+    from course_utils.foundations.models import load_tokenizer
 
     tokenizer = load_tokenizer()
     item = Item(id="a", title="Vintage camera", description="Film camera in great shape. " * 40, price=80)
@@ -251,19 +253,19 @@ def catalogue():
 
 def test_balance_categories_caps_the_largest_share_and_reports_it():
     items = catalogue()
-    report = data.CurationReport("fixture", rows_read=100, kept=100)
-    balanced = data.balance_categories(items, 0.4, seed=1, report=report)
+    report = curation.CurationReport("fixture", rows_read=100, kept=100)
+    balanced = curation.balance_categories(items, 0.4, seed=1, report=report)
     counts = Counter(it.category for it in balanced)
     assert max(counts.values()) / len(balanced) <= 0.4 + 1 / len(balanced)
     assert counts["Toys"] == 5 and counts["Home"] == 10  # small categories keep everything
     assert report.balanced and report.kept == len(balanced)
-    assert [it.id for it in data.balance_categories(items, 0.4, seed=1)] == [it.id for it in balanced]
+    assert [it.id for it in curation.balance_categories(items, 0.4, seed=1)] == [it.id for it in balanced]
 
 
 def test_filter_price_range_counts_what_it_removes():
     items = catalogue()
-    report = data.CurationReport("fixture", rows_read=100, kept=100)
-    kept = data.filter_price_range(items, 10, 50, report)
+    report = curation.CurationReport("fixture", rows_read=100, kept=100)
+    kept = curation.filter_price_range(items, 10, 50, report)
     assert all(10 <= it.price <= 50 for it in kept) and len(kept) == 41
     assert report.balanced and sum(report.filtered.values()) == 59
 
@@ -336,15 +338,15 @@ def test_eval_and_ensemble_sets_are_fixed_slices(small_profile, monkeypatch):
 def test_load_items_reads_the_source_the_profile_names(monkeypatch):
     """Notebook 07 shows the data the splits are made from: Mercari offline, Amazon on colab/gpu."""
     calls = []
-    monkeypatch.setattr(data, "load_mercari", lambda profile: calls.append(("mercari", profile.name)) or ([], data.CurationReport(source="mercari")))
+    monkeypatch.setattr(data, "load_mercari", lambda profile: calls.append(("mercari", profile.name)) or ([], curation.CurationReport(source="mercari")))
 
     def fake_amazon(category, profile, limit=None):
         calls.append(("amazon", category))
-        return [Item(id=f"{category}-1", title="x", categories=(category,), price=10.0)], data.CurationReport(source=category)
+        return [Item(id=f"{category}-1", title="x", categories=(category,), price=10.0)], curation.CurationReport(source=category)
 
     monkeypatch.setattr(data, "load_amazon", fake_amazon)
     assert data.load_items(config.get_profile("offline"))[0] == [] and calls == [("mercari", "offline")]
     calls.clear()
     items, report = data.load_items(config.get_profile("gpu"))
-    assert [c[0] for c in calls] == ["amazon"] * len(data.AMAZON_CATEGORIES)
-    assert len(items) == len(data.AMAZON_CATEGORIES) and report.source == "amazon reviews 2023"
+    assert [c[0] for c in calls] == ["amazon"] * len(curation.AMAZON_CATEGORIES)
+    assert len(items) == len(curation.AMAZON_CATEGORIES) and report.source == "amazon reviews 2023"

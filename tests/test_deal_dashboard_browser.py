@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from course_utils import deals
+from course_utils.agents import deals
 from notebook_cells import cell_namespace
 from test_rag_app_browser import browser  # noqa: F401 (the same headless Chromium fixture)
 
@@ -22,7 +22,7 @@ LEGO = deals.DealEntry("deal-lego", "LEGO Millennium Falcon 75257", 55.0, "compl
 
 @pytest.fixture
 def dashboard_url(tmp_path):
-    from course_utils import apps
+    from course_utils.chat import apps
 
     memory = deals.DealMemory(tmp_path / "memory.sqlite")
     memory.remember([LAMP, BOOTS], run_id="run-1")

@@ -1,7 +1,7 @@
 import subprocess
 import sys
 
-from course_utils import config, doctor
+from course_utils.core import config, doctor
 
 KEY = "sk-proj-" + "d" * 40
 
@@ -20,7 +20,7 @@ def test_report_is_masked_and_passes_here(clean_env):
 
 def test_broken_setup_exits_non_zero(clean_env):
     clean_env.setenv("OPENAI_API_KEY", " sk-with-a-space")
-    result = subprocess.run([sys.executable, "-m", "course_utils.doctor", "--no-server", "--profile", "ci"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "course_utils.core.doctor", "--no-server", "--profile", "ci"], capture_output=True, text=True)
     assert result.returncode == 1
     assert "broken: OPENAI_API_KEY" in result.stdout
 
@@ -30,7 +30,7 @@ def test_unknown_profile(clean_env):
 
 
 def test_server_check_answers(clean_env):
-    from course_utils import llm
+    from course_utils.chat import llm
 
     try:
         name, detail, ok = doctor.server_check(config.get_profile("ci"))
@@ -41,7 +41,7 @@ def test_server_check_answers(clean_env):
 
 
 def test_the_profile_can_come_from_dotenv(clean_env, tmp_path, capsys):
-    from course_utils import secrets
+    from course_utils.core import secrets
 
     (tmp_path / ".env").write_text("COURSE_PROFILE=no-such-profile\n")
     clean_env.chdir(tmp_path)

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from course_utils import config, results
-from course_utils.ensemble import (
+from course_utils.core import config
+from course_utils.pricing import results
+from course_utils.pricing.ensemble import (
     Ensemble,
     EnsembleInput,
     EnsemblePricer,
@@ -16,8 +17,8 @@ from course_utils.ensemble import (
     predict_split,
     resolve_inputs,
 )
-from course_utils.evaluation import rmsle
-from course_utils.items import Item
+from course_utils.pricing.evaluation import rmsle
+from course_utils.pricing.items import Item
 
 INPUTS = [
     EnsembleInput("specialist", "qlora-specialist", "10_x.ipynb"),
@@ -127,7 +128,7 @@ def test_ensemble_beats_each_input_on_held_out_items(store):
 
 
 def test_write_leaderboard_writes_markdown_and_png(tmp_path, monkeypatch):
-    from course_utils.leaderboard import CHART_FILE, MARKDOWN_FILE, write_leaderboard
+    from course_utils.pricing.leaderboard import CHART_FILE, MARKDOWN_FILE, write_leaderboard
 
     monkeypatch.setenv("COURSE_RESULTS", str(tmp_path))
     profile = config.get_profile("ci")
@@ -148,8 +149,8 @@ def test_write_leaderboard_writes_markdown_and_png(tmp_path, monkeypatch):
 
 def test_default_inputs_name_the_models_and_notebooks_the_course_has(repo_root):
     """The four inputs notebook 14 stacks: names the notebooks really store, notebooks that exist."""
-    from course_utils import baselines, rag_pricer
-    from course_utils.ensemble import default_inputs
+    from course_utils.pricing import baselines, rag_pricer
+    from course_utils.pricing.ensemble import default_inputs
 
     inputs = {spec.role: spec for spec in default_inputs()}
     assert list(inputs) == ["specialist", "rag", "forest", "baseline"]

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import mean_absolute_error, root_mean_squared_log_error
 
-from course_utils import config, data, evaluation, results
-from course_utils.items import Item
+from course_utils.core import config
+from course_utils.pricing import curation, data, evaluation, results
+from course_utils.pricing.items import Item
 
 
 def items_and_prices(n=200, seed=0):
@@ -38,7 +39,7 @@ def test_hit_rule_uses_dollars_for_cheap_and_percent_for_dear_items():
 
 
 def test_a_constant_guess_does_not_score_a_high_hit_rate_on_mercari():
-    items, _ = data.load_mercari()
+    items, _ = curation.load_mercari()
     prices = np.array([it.price for it in items])
     for constant in (np.median(prices), prices.mean()):
         assert evaluation.hits(prices, np.full_like(prices, constant)).mean() < 0.5
@@ -109,7 +110,7 @@ def test_score_saves_predictions_before_it_records_the_metrics(store, monkeypatc
 
 
 def test_answers_looked_up_in_the_response_cache_are_counted_beside_the_timing(store, tmp_path):
-    from course_utils.cache import ResponseCache, cached_chat
+    from course_utils.chat.cache import ResponseCache, cached_chat
 
     class Backend:
         model = "canned"
@@ -173,7 +174,7 @@ def test_plot_scatter_draws_every_point(store):
 
 
 def test_paired_bootstrap_separates_a_real_gap_from_noise():
-    from course_utils.evaluation import paired_bootstrap
+    from course_utils.pricing.evaluation import paired_bootstrap
 
     rng = np.random.default_rng(0)
     truths = np.exp(rng.normal(3, 0.8, 400))

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from course_utils import config, finetune
-from course_utils.items import Item
+from course_utils.core import config
+from course_utils.pricing import finetune
+from course_utils.pricing.items import Item
 
 
 def make_items(n=3):
@@ -167,12 +168,12 @@ def test_load_finetuned_without_adapter_says_which_notebook(tmp_path):
 
 def test_no_openai_key_means_no_client(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.setattr("course_utils.secrets.get_secret", lambda name, required=False: None)
+    monkeypatch.setattr("course_utils.core.secrets.get_secret", lambda name, required=False: None)
     assert finetune.openai_client() is None
 
 
 def test_smollm2_template_needs_prompt_completion_data():
-    from course_utils import models
+    from course_utils.foundations import models
 
     tokenizer = models.load_tokenizer("base_model", config.get_profile("ci"))
     assert finetune.assistant_mask_support(tokenizer).startswith("no")
@@ -183,7 +184,7 @@ def test_qlora_stops_resumes_and_saves(tmp_path, monkeypatch):
     """Two real QLoRA steps on the 4-bit model: stop after one, resume, save, reload."""
     import torch
 
-    from course_utils import models
+    from course_utils.foundations import models
 
     profile = config.get_profile("ci")
     path = finetune.write_jsonl(make_items(4), tmp_path / "t.jsonl")
@@ -212,7 +213,8 @@ def test_qlora_stops_resumes_and_saves(tmp_path, monkeypatch):
 def test_training_precision_on_a_t4_is_fp16(monkeypatch):
     import torch
 
-    from course_utils import finetune, models
+    from course_utils.foundations import models
+    from course_utils.pricing import finetune
 
     monkeypatch.setattr(models, "pick_device", lambda: "cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -252,7 +254,7 @@ def test_an_adapter_for_another_hub_base_is_refused(tmp_path, monkeypatch):
 
 
 def test_base_model_loads_at_the_fine_tuned_models_precision(monkeypatch):
-    from course_utils import models
+    from course_utils.foundations import models
 
     calls = []
     monkeypatch.setattr(models, "load_causal_lm", lambda role, profile, quantization=None: calls.append((role, quantization)))
@@ -359,7 +361,7 @@ def test_push_adapter_is_opt_in(monkeypatch):
             pushed.append((repo_id, private))
 
     online = config.get_profile("colab")  # before a token is set: no Hub check for gated models
-    monkeypatch.setattr("course_utils.secrets.get_secret", lambda name, required=False: "hf_" + "x" * 30)
+    monkeypatch.setattr("course_utils.core.secrets.get_secret", lambda name, required=False: "hf_" + "x" * 30)
     monkeypatch.delenv(finetune.HUB_REPO_ENV, raising=False)
     monkeypatch.setattr(config, "get_profile", lambda name=None: online)
     assert finetune.push_adapter(Model()) is None and not pushed  # no repo named: nothing published

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from course_utils import frontier
-from course_utils.items import Item
+from course_utils.pricing import frontier
+from course_utils.pricing.items import Item
 
 
 def items(n):
@@ -75,7 +75,7 @@ def test_bad_styles_are_clear_errors():
 
 
 def test_a_fine_tuned_model_is_asked_with_the_chat_it_was_trained_on(tmp_path):
-    from course_utils import finetune
+    from course_utils.pricing import finetune
 
     train = items(3)
     path = finetune.write_jsonl(train, tmp_path / "train.jsonl")

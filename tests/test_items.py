@@ -5,7 +5,7 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from course_utils.items import PRICE_PREFIX, Item, PriceError, parse_listed_price
+from course_utils.pricing.items import PRICE_PREFIX, Item, PriceError, parse_listed_price
 
 
 def make(**kw):

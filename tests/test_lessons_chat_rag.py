@@ -10,8 +10,9 @@ from types import SimpleNamespace
 import openai
 import pytest
 
-from course_utils import chat, rag
-from course_utils.llm import ChatBackend
+from course_utils.chat import conversation, marketplace, tool_calling
+from course_utils.retrieval import rag
+from course_utils.chat.llm import ChatBackend
 from notebook_cells import cell_namespace
 from scripted_http import JSONHandler, LocalServer, chat_completion
 from needs import need_module
@@ -83,15 +84,15 @@ TOOL_SCRIPTS = {
 @pytest.mark.parametrize("script", TOOL_SCRIPTS, ids=list(TOOL_SCRIPTS))
 def test_04_tool_loop_in_the_cell_follows_the_packages_rule(scripted, script):
     """The same scripted model replies give the same requests (messages and the tools offered each round)
-    and the same answer and calls from the notebook's `run_with_tools` and `chat.run_tools(mode="native")`."""
+    and the same answer and calls from the notebook's `run_with_tools` and `tool_calling.run_tools(mode="native")`."""
     rounds, replies = TOOL_SCRIPTS[script]
     run_with_tools = cell_namespace(NB04, "def run_with_tools(")["run_with_tools"]
-    tools = [chat.fee_tool(), chat.price_lookup_tool()]
-    messages = [chat.system("help sellers"), chat.user("a question")]
+    tools = [marketplace.fee_tool(), marketplace.price_lookup_tool()]
+    messages = [conversation.system("help sellers"), conversation.user("a question")]
 
     cell_side, package_side = scripted(replies), scripted(replies)
     answer, calls = run_with_tools(cell_side.backend, messages, tools, tool_rounds=rounds, temperature=0)
-    run = chat.run_tools(package_side.backend, messages, tools, max_rounds=rounds, mode="native", temperature=0)
+    run = tool_calling.run_tools(package_side.backend, messages, tools, max_rounds=rounds, mode="native", temperature=0)
 
     assert cell_side.requests == package_side.requests
     assert answer == run.answer
@@ -102,14 +103,14 @@ def test_04_tool_loop_in_the_cell_follows_the_packages_rule(scripted, script):
         assert offered == [["seller_earnings", "price_lookup"], ["seller_earnings"], []]
     if script == "keeps calling":
         assert answer == "" and offered == [["seller_earnings", "price_lookup"], []]
-    assert messages == [chat.system("help sellers"), chat.user("a question")]  # the caller's list is not changed
+    assert messages == [conversation.system("help sellers"), conversation.user("a question")]  # the caller's list is not changed
 
 
 def test_04_tool_errors_reach_the_model(scripted):
     rounds, replies = TOOL_SCRIPTS["errors"]
     run_with_tools = cell_namespace(NB04, "def run_with_tools(")["run_with_tools"]
     side = scripted(replies)
-    answer, calls = run_with_tools(side.backend, [chat.user("q")], [chat.fee_tool()], tool_rounds=rounds)
+    answer, calls = run_with_tools(side.backend, [conversation.user("q")], [marketplace.fee_tool()], tool_rounds=rounds)
     results = [json.loads(r) for _, _, r in calls]
     assert "no tool named 'ship_it'" in results[0]["error"] and "invalid arguments" in results[1]["error"]
     assert answer == "You earn 3.35 dollars." and results[2]["seller_earns"] == 3.35
@@ -139,8 +140,8 @@ def fake_stream_backend(pieces: list[str | None]):
 def test_04_streaming_cell_agrees_with_timed_stream(capsys):
     backend = fake_stream_backend([None, "Use ", "daylight", ". ", "", "Iron it.", None])
     ns = cell_namespace(NB04, "def stream_reply(", backend=backend, system_prompt="be brief")
-    text, timings = ns["stream_reply"](backend, [chat.user("tips?")], max_tokens=5)
-    package_text, package_timings = chat.timed_stream(backend, [chat.user("tips?")], max_tokens=5)
+    text, timings = ns["stream_reply"](backend, [conversation.user("tips?")], max_tokens=5)
+    package_text, package_timings = conversation.timed_stream(backend, [conversation.user("tips?")], max_tokens=5)
     assert text == package_text == "Use daylight. Iron it."
     assert timings.keys() == package_timings.keys() and timings["pieces"] == package_timings["pieces"] == 4
     assert 0 <= timings["time to first token (s)"] <= timings["total (s)"]
@@ -160,10 +161,10 @@ def test_04_few_shot_cell_sends_the_examples_and_scores_the_replies(scripted):
     sent = [r["messages"] for r in side.requests]
     assert [len(m) for m in sent] == [2, 2, 6, 6]  # system + title, then two example pairs more
     assert sent[2][1:3] == [{"role": "user", "content": "Lipstick set"}, {"role": "assistant", "content": "Beauty"}]
-    assert all(c in sent[0][0]["content"] for c in chat.CATEGORIES)
+    assert all(c in sent[0][0]["content"] for c in marketplace.CATEGORIES)
     # the cell's messages are the package's few-shot layout (notebook 09 builds its prompts with it)
     shots = [(e["title"], e["category"]) for e in examples]
-    assert ns["shot_messages"](examples, "x") == chat.few_shot_messages(ns["INSTRUCTION"], shots, "x")
+    assert ns["shot_messages"](examples, "x") == conversation.few_shot_messages(ns["INSTRUCTION"], shots, "x")
 
 
 # --- 04: the chat app -------------------------------------------------------------------------
@@ -197,8 +198,8 @@ def test_04_chat_app_answers_through_its_own_api():
     need_module("llama_cpp", "llama-cpp-python[server] is not installed")
     from gradio_client import Client
 
-    from course_utils import apps
-    from course_utils.llm import get_backend
+    from course_utils.chat import apps
+    from course_utils.chat.llm import get_backend
 
     app = cell_namespace(NB04, "gr.ChatInterface(", backend=get_backend("local"))["app"]
     url = apps.launch(app)

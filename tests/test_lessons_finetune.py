@@ -5,7 +5,9 @@ import math
 
 import pytest
 
-from course_utils import config, finetune, models, specialist
+from course_utils.core import config
+from course_utils.foundations import models
+from course_utils.pricing import finetune, specialist
 
 from notebook_cells import cell_namespace
 
@@ -73,7 +75,7 @@ def test_read_price_cell_agrees_with_the_batched_package_pricer(smollm2, top_k):
 
 @pytest.mark.slow
 def test_score_readings_cell_stores_both_readings_of_one_pass_per_split(smollm2, tmp_path, monkeypatch):
-    from course_utils import data, evaluation, results
+    from course_utils.pricing import data, evaluation, results
 
     monkeypatch.setenv("COURSE_RESULTS", str(tmp_path))
     monkeypatch.setattr(results, "_current_data_version", lambda profile: "test-data")

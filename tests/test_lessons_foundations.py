@@ -8,7 +8,8 @@ import torch
 
 from notebook_cells import cell_namespace
 
-from course_utils import config, models, pipelines, tokens
+from course_utils.core import config
+from course_utils.foundations import models, pipelines, tokens
 
 TOKENIZERS = "01_tokenizers.ipynb"
 PIPELINES = "02_pipelines.ipynb"

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from course_utils import finetune, frontier
-from course_utils.items import Item
+from course_utils.pricing import finetune, frontier
+from course_utils.pricing.items import Item
 
 from notebook_cells import cell_namespace
 

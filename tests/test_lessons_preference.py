@@ -9,9 +9,11 @@ import sys
 
 import pytest
 
-from course_utils import config, evaluation, finetune, models
-from course_utils.items import Item
-from course_utils.specialist import PricePrediction
+from course_utils.core import config
+from course_utils.foundations import models
+from course_utils.pricing import evaluation, finetune
+from course_utils.pricing.items import Item
+from course_utils.pricing.specialist import PricePrediction
 
 from conftest import ROOT
 from notebook_cells import cell_namespace

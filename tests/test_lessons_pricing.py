@@ -5,8 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from course_utils import baselines, config, data, ensemble, evaluation, results
-from course_utils.items import Item
+from course_utils.core import config
+from course_utils.pricing import baselines, curation, data, ensemble, evaluation, results
+from course_utils.pricing.items import Item
 
 from notebook_cells import cell_namespace, cell_source
 
@@ -19,7 +20,7 @@ NB12 = "14_ensemble.ipynb"
 def test_06_item_built_in_the_cell_is_the_one_the_loader_builds():
     ns = cell_namespace(NB06, 'raw = {"train_id"')
     assert isinstance(ns["item"], Item) and ns["item"].price == 45.0
-    assert ns["item"] == data.parse_mercari_row(ns["raw"])
+    assert ns["item"] == curation.parse_mercari_row(ns["raw"])
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def test_06_cap_text_cuts_where_the_package_cuts(word_tokenizer, max_tokens):
 # --- 07: the TF-IDF + ridge pipeline -------------------------------------------------------
 @pytest.fixture(scope="module")
 def small_splits():
-    items, _ = data.load_mercari()
+    items, _ = curation.load_mercari()
     return data.make_splits(items, 400, 200, seed=0, items_total=2600)
 
 

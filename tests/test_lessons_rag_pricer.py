@@ -4,9 +4,9 @@ These tests run the cells and check that the two agree."""
 
 import pytest
 
-from course_utils.items import Item
-from course_utils.rag_pricer import RAGAnswer, build_messages, decide_price
-from course_utils.vectorstore import Neighbour, ProductStore, neighbour_weighted_price
+from course_utils.pricing.items import Item
+from course_utils.pricing.rag_pricer import RAGAnswer, build_messages, decide_price
+from course_utils.retrieval.vectorstore import Neighbour, ProductStore, neighbour_weighted_price
 from notebook_cells import cell_namespace
 
 NOTEBOOK = "13_rag_pricer.ipynb"
@@ -54,7 +54,7 @@ def test_the_cells_decision_is_the_packages(prompt_cell, raw):
 
 
 def test_the_cells_chroma_query_finds_what_the_store_returns(tmp_path):
-    from course_utils.models import load_embedding_model
+    from course_utils.foundations.models import load_embedding_model
 
     store = ProductStore(path=tmp_path / "store", embedder=load_embedding_model())
     store.add_items(

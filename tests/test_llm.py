@@ -6,7 +6,9 @@ import time
 
 import pytest
 
-from course_utils import config, llm, models, secrets
+from course_utils.core import config, secrets
+from course_utils.foundations import models
+from course_utils.chat import conversation, llm, marketplace, tool_calling
 from needs import need_module, missing
 
 KEY = "sk-proj-" + "k" * 40
@@ -54,7 +56,7 @@ def fake_colab(monkeypatch, stored: dict):
 
 
 def test_a_key_in_colab_secrets_selects_openai(monkeypatch):
-    from course_utils import secrets
+    from course_utils.core import secrets
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     fake_colab(monkeypatch, {"OPENAI_API_KEY": KEY})
@@ -248,7 +250,7 @@ def test_llama_server_is_installed_on_first_use_on_colab_only(monkeypatch, capsy
         llm.ensure_llama_server(installer=lambda req: None)
 
     # Without an installer of its own, pip runs through runtime.pip_install, building without the multimodal library.
-    from course_utils import runtime
+    from course_utils.core import runtime
 
     runs = []
 
@@ -312,21 +314,20 @@ def test_the_frontier_stand_in_returns_native_tool_calls(clean_env):
     """Qwen2.5-Coder-1.5B behind llama-server: the fee question comes back as an OpenAI tool call."""
     import json
 
-    from course_utils import chat
 
     if llm.llama_server_binary() is None:
         missing("needs llama-server (make setup builds it)")
     backend = llm.get_backend("local", model=config.QWEN_1_5B_GGUF)
     assert backend.model == "qwen2.5-coder-1.5b" and backend.native_tools
     response = backend.client.chat.completions.create(
-        model=backend.model, temperature=0, max_tokens=80, tools=[chat.fee_tool().spec()],
-        messages=[chat.user("I sold a jacket for 40 dollars. How much do I earn after fees?")],
+        model=backend.model, temperature=0, max_tokens=80, tools=[marketplace.fee_tool().spec()],
+        messages=[conversation.user("I sold a jacket for 40 dollars. How much do I earn after fees?")],
     )  # fmt: skip
     calls = response.choices[0].message.tool_calls
     assert calls and calls[0].function.name == "seller_earnings"
     assert json.loads(calls[0].function.arguments)["price"] == 40
-    ask = [chat.system("You help Relay Market sellers. Use a tool when it helps, then answer in one sentence."),
-           chat.user("I sold a jacket for 40 dollars. How much do I earn after fees?")]
-    run = chat.run_tools(backend, ask, [chat.fee_tool()], temperature=0)
+    ask = [conversation.system("You help Relay Market sellers. Use a tool when it helps, then answer in one sentence."),
+           conversation.user("I sold a jacket for 40 dollars. How much do I earn after fees?")]
+    run = tool_calling.run_tools(backend, ask, [marketplace.fee_tool()], temperature=0)
     assert run.mode == "native" and run.tool_called and run.steps[-1].kind == "answer"
     assert "34.34" in run.answer, run.answer  # seller_earnings(40) from the tool's result

@@ -3,7 +3,8 @@ import time
 import pytest
 import torch
 
-from course_utils import config, models
+from course_utils.core import config
+from course_utils.foundations import models
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from course_utils.start import FIRST_CELL
+from course_utils.core.start import FIRST_CELL
 
 from conftest import ROOT
 
@@ -35,7 +35,7 @@ def test_structure(path):
     cells = nb["cells"]
     assert cells[0]["cell_type"] == "markdown" and "you will be able to" in "".join(cells[0]["source"]).lower()
     code = [c for c in cells if c["cell_type"] == "code"]
-    assert "".join(code[0]["source"]).strip() == FIRST_CELL, f"{path.name}: the first code cell must be course_utils.start.FIRST_CELL"
+    assert "".join(code[0]["source"]).strip() == FIRST_CELL, f"{path.name}: the first code cell must be course_utils.core.start.FIRST_CELL"
     measured = [i for i, c in enumerate(cells) if c["cell_type"] == "markdown" and "measured" in "".join(c["source"]).lower()]
     assert measured and measured[-1] >= len(cells) - 8, f"{path.name}: close with a 'What we measured' section"
     after = cells[measured[-1] + 1 :]

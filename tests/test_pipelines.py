@@ -1,4 +1,4 @@
-"""Pooling, the embedding classifier behind pipeline(), zero-shot scoring (course_utils.pipelines).
+"""Pooling, the embedding classifier behind pipeline(), zero-shot scoring (course_utils.foundations.pipelines).
 
 The lesson code notebook 02 writes in its cells is tested in test_lessons_foundations.py.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_utils import pipelines as P
+from course_utils.foundations import pipelines as P
 
 
 def test_mean_pool_ignores_padding_and_normalises():
@@ -55,7 +55,7 @@ def test_saved_classifier_loads_through_auto_classes(tmp_path):
 
 @pytest.mark.slow
 def test_choice_logprobs_equals_scoring_each_whole_sequence():
-    from course_utils import models
+    from course_utils.foundations import models
 
     model = models.load_causal_lm()
     tokenizer = models.load_tokenizer()

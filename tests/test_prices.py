@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from course_utils.prices import NoPriceError, format_price, parse_price, price_or_fallback
+from course_utils.pricing.prices import NoPriceError, format_price, parse_price, price_or_fallback
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from course_utils import rag
+from course_utils.retrieval import rag
 
 SMALL = rag.CHUNKINGS[0]
 
@@ -213,7 +213,7 @@ def test_context_window_is_asked_of_the_server_then_the_table_then_a_cautious_de
 
     from openai import OpenAI
 
-    from course_utils.llm import ChatBackend
+    from course_utils.chat.llm import ChatBackend
 
     listings = {
         "served-by-vllm": {"id": "served-by-vllm", "object": "model", "max_model_len": 32_768},

@@ -60,8 +60,9 @@ def browser():
 @pytest.fixture
 def rag_app_url(tmp_path):
     need_module("llama_cpp", "the local llama.cpp server (llama-cpp-python[server]) is not installed")
-    from course_utils import apps, rag
-    from course_utils.llm import get_backend
+    from course_utils.chat import apps
+    from course_utils.retrieval import rag
+    from course_utils.chat.llm import get_backend
 
     chunking = rag.CHUNKINGS[0]
     store, _ = rag.build_knowledge_base(chunking, persist_dir=tmp_path / "chroma")
@@ -83,7 +84,7 @@ def test_rag_app_answers_with_a_source_in_a_real_browser(browser, rag_app_url):
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from course_utils import rag
+    from course_utils.retrieval import rag
 
     question = next(q for q in rag.load_questions() if q["source"] == "policy-shipping.md")
     browser.get(rag_app_url)

@@ -4,15 +4,15 @@
 import numpy as np
 import pytest
 
-from course_utils.items import Item
-from course_utils.rag_pricer import (
+from course_utils.pricing.items import Item
+from course_utils.pricing.rag_pricer import (
     FOREST_MODEL_NAME,
     EmbeddingForest,
     RAGPricer,
     build_messages,
     decide_price,
 )
-from course_utils.vectorstore import Neighbour, ProductStore, neighbour_weighted_price
+from course_utils.retrieval.vectorstore import Neighbour, ProductStore, neighbour_weighted_price
 from needs import need_module
 
 
@@ -82,7 +82,7 @@ class CannedBackend:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    from course_utils.models import load_embedding_model
+    from course_utils.foundations.models import load_embedding_model
 
     s = ProductStore(path=tmp_path_factory.mktemp("store"), embedder=load_embedding_model())
     listings = [
@@ -121,7 +121,7 @@ def test_rag_pricer_counts_fallbacks_and_clips(store):
 
 
 def test_rag_pricer_answers_come_from_the_response_cache_the_second_time(store, tmp_path):
-    from course_utils.cache import ResponseCache
+    from course_utils.chat.cache import ResponseCache
 
     backend = CannedBackend(["$25", "$31"])
     backend.model = "canned"
@@ -135,8 +135,8 @@ def test_rag_pricer_answers_come_from_the_response_cache_the_second_time(store, 
 
 def test_rag_pricer_with_the_local_chat_model(store, clean_env, tmp_path):
     need_module("llama_cpp", "llama-cpp-python is not installed")
-    from course_utils.cache import ResponseCache
-    from course_utils.llm import get_backend
+    from course_utils.chat.cache import ResponseCache
+    from course_utils.chat.llm import get_backend
 
     cache = ResponseCache(tmp_path / "responses.sqlite")  # empty: the answer must come from the server
     pricer = RAGPricer(store, backend=get_backend("local"), k=3, cache=cache)
@@ -176,8 +176,9 @@ def test_embedding_forest_on_the_store(store):
 
 
 def test_score_splits_counts_each_split_apart_and_stores_both(store, tmp_path, monkeypatch):
-    from course_utils import config, data, evaluation, results
-    from course_utils.rag_pricer import RAG_MODEL_NAME
+    from course_utils.core import config
+    from course_utils.pricing import data, evaluation, results
+    from course_utils.pricing.rag_pricer import RAG_MODEL_NAME
 
     monkeypatch.setenv("COURSE_RESULTS", str(tmp_path / "results"))
     monkeypatch.setattr(results, "_current_data_version", lambda profile: "test-data")
@@ -199,7 +200,8 @@ def test_score_splits_counts_each_split_apart_and_stores_both(store, tmp_path, m
 
 
 def test_forest_score_splits_stores_each_split_with_its_training_time(store, tmp_path, monkeypatch):
-    from course_utils import config, data, evaluation, results
+    from course_utils.core import config
+    from course_utils.pricing import data, evaluation, results
 
     monkeypatch.setenv("COURSE_RESULTS", str(tmp_path / "results"))
     monkeypatch.setattr(results, "_current_data_version", lambda profile: "test-data")

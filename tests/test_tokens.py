@@ -1,4 +1,4 @@
-"""Tokenizer families behind one interface, and the listing text (course_utils.tokens).
+"""Tokenizer families behind one interface, and the listing text (course_utils.foundations.tokens).
 
 What notebook 01 measures with them (number splits, costs, BPE training) is written in its cells and
 tested in test_lessons_foundations.py.
@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from course_utils import config, tokens
+from course_utils.core import config
+from course_utils.foundations import listings, tokens
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ def test_load_families_skips_failures(capsys):
 
 
 def test_listing_texts_come_from_mercari():
-    texts = tokens.listing_texts(50, seed=1)
+    texts = listings.listing_texts(50, seed=1)
     assert len(texts) == 50 and all(isinstance(t, str) and t for t in texts)
     assert not any("No description yet" in t for t in texts)
-    assert tokens.listing_texts(50, seed=1) == texts  # deterministic sample
+    assert listings.listing_texts(50, seed=1) == texts  # deterministic sample

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from course_utils.items import Item
-from course_utils.vectorstore import (
+from course_utils.pricing.items import Item
+from course_utils.retrieval.vectorstore import (
     EmptyStoreError,
     ProductStore,
     neighbour_weighted_price,
@@ -28,7 +28,7 @@ LISTINGS = [
 
 @pytest.fixture(scope="module")
 def embedder():
-    from course_utils.models import load_embedding_model
+    from course_utils.foundations.models import load_embedding_model
 
     return load_embedding_model()
 

@@ -5,7 +5,7 @@ OpenAI-compatible client and the local server), `secrets`, `doctor`, and the mod
 later notebooks add. Notebooks start with `from course_utils import start`.
 """
 
-from .start import start
+from .core.start import start
 
 __all__ = ["start"]
 __version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Part 4, serving: the pricer as a FastAPI web service."""
