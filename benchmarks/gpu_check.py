@@ -69,9 +69,9 @@ def random_model(source: Path, target: Path) -> Path:
 
 def check_profile(model_dir: Path, steps: int, batch_size: int):
     """The gpu profile with every model role pointed at the local folder, and short runs."""
-    from course_utils.core import config
+    from course_utils.core import config, model_registry
 
-    local = config.ModelSource(hub_id=str(model_dir))
+    local = model_registry.ModelSource(hub_id=str(model_dir))
     gpu = config.get_profile("gpu")
     sizes = {**gpu.sizes, "qlora_max_steps": steps, "qlora_save_steps": max(1, steps // 4),
              "sft_max_steps": steps, "batch_size": batch_size}
@@ -94,7 +94,7 @@ def trainable_dtypes(model) -> str:
 def run_phases(profile, train, eval_items, precision: str, out: Path) -> list[dict]:
     """QLoRA, then a full fine-tune; one row each, with the error where a phase fails."""
     from course_utils.foundations import models
-    from course_utils.pricing import finetune
+    from course_utils.pricing import finetune, training
 
     native_bf16 = models.cuda_has_native_bf16
     if precision == "fp16":
@@ -102,8 +102,8 @@ def run_phases(profile, train, eval_items, precision: str, out: Path) -> list[di
     try:
         work = out / precision
         train_path, _ = finetune.write_finetune_files(train, train[:8], work / "finetune")
-        dataset = finetune.conversational_dataset(train_path)
-        tokenizer = finetune.ensure_chat_template(models.load_tokenizer("base_model", profile))
+        dataset = training.conversational_dataset(train_path)
+        tokenizer = training.ensure_chat_template(models.load_tokenizer("base_model", profile))
         rows = []
         for phase, body in (("QLoRA 4-bit (10, 11)", qlora_phase), ("full fine-tune (09)", full_phase)):
             row = {"phase": phase, "precision": precision}
@@ -124,26 +124,26 @@ def qlora_phase(profile, tokenizer, dataset, eval_items, work: Path, precision: 
     """Notebook 10's run (4-bit base, interrupted, resumed from its checkpoint), then notebook 11's 4-bit reload."""
     import torch
 
-    from course_utils.pricing import evaluation, finetune, specialist
+    from course_utils.pricing import evaluation, qlora, specialist, training
 
     torch.cuda.reset_peak_memory_stats()
     row = {}
-    model = finetune.load_qlora_model(profile)
-    args = finetune.sft_config(work / "checkpoints", profile, quantized=True)
-    stop_at = finetune.interruption_step(profile)
-    first = finetune.train(model, tokenizer, dataset, args, stop_after=stop_at)
+    model = qlora.load_qlora_model(profile)
+    args = training.sft_config(work / "checkpoints", profile, quantized=True)
+    stop_at = qlora.interruption_step(profile)
+    first = training.train(model, tokenizer, dataset, args, stop_after=stop_at)
     del model
     first.release()
-    model = finetune.load_qlora_model(profile)
-    second = finetune.train(model, tokenizer, dataset, args, resume=True)
+    model = qlora.load_qlora_model(profile)
+    second = training.train(model, tokenizer, dataset, args, resume=True)
     assert second.trainer.state.global_step == args.max_steps, "the resumed run did not reach max_steps"
     row["trainable dtypes"] = trainable_dtypes(second.trainer.model)  # as trained: TRL may have cast them
-    adapter = finetune.save_adapter(model, work / "adapter")
+    adapter = qlora.save_adapter(model, work / "adapter")
     trained = specialist.predict(model, tokenizer, eval_items[:4], progress=False)
     del model
     second.release()
     # Notebook 11: the base and the adapter in 4-bit (the GPU profiles' load_in_4bit).
-    tuned = finetune.load_finetuned(profile, adapter=adapter)
+    tuned = qlora.load_finetuned(profile, adapter=adapter)
     reloaded = specialist.predict(tuned, tokenizer, eval_items[:4], progress=False)
     same = [a.greedy for a in trained] == [b.greedy for b in reloaded]
     predictions, timing = specialist.timed_predict(tuned, tokenizer, eval_items, batch_size=profile.size("batch_size"),
@@ -169,13 +169,13 @@ def full_phase(profile, tokenizer, dataset, eval_items, work: Path, precision: s
     import torch
 
     from course_utils.foundations import models
-    from course_utils.pricing import evaluation, finetune, specialist
+    from course_utils.pricing import evaluation, specialist, training
 
     torch.cuda.reset_peak_memory_stats()
     row = {}
     model = models.load_causal_lm("sft_model", profile, for_training=True)
-    args = finetune.sft_config(work / "sft", profile)
-    run = finetune.train(model, tokenizer, dataset, args)
+    args = training.sft_config(work / "sft", profile)
+    run = training.train(model, tokenizer, dataset, args)
     row["trainable dtypes"] = trainable_dtypes(run.trainer.model)
     model.eval()
     predictions, timing = specialist.timed_predict(model, tokenizer, eval_items, batch_size=profile.size("batch_size"),

@@ -23,7 +23,7 @@ import time
 
 import psutil
 
-from course_utils.core import config
+from course_utils.core import model_registry
 from course_utils.foundations import models
 from course_utils.chat import llm
 
@@ -47,7 +47,7 @@ def stream(client, model: str, messages: list[dict], max_tokens: int) -> tuple[f
     return first or 0.0, time.perf_counter() - started, pieces
 
 
-def measure(source: config.ModelSource, repeats: int) -> dict:
+def measure(source: model_registry.ModelSource, repeats: int) -> dict:
     from openai import OpenAI
 
     path = models.gguf_path(source)
@@ -91,7 +91,7 @@ def measure(source: config.ModelSource, repeats: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    offline = {s.short_name: s for s in (config.SMOLLM2_GGUF, *config.SPLIT_MODELS)}
+    offline = {s.short_name: s for s in (model_registry.SMOLLM2_GGUF, *model_registry.SPLIT_MODELS)}
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=list(offline), help=f"any of {', '.join(offline)}")
     parser.add_argument("--repeats", type=int, default=3)

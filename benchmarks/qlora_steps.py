@@ -40,20 +40,20 @@ def main(argv=None) -> int:
 
     from course_utils.core import config
     from course_utils.foundations import models
-    from course_utils.pricing import data, evaluation, finetune, specialist
+    from course_utils.pricing import data, evaluation, finetune, qlora, specialist, training
 
     profile = config.get_profile(args.profile)
     splits = data.load_splits(profile)
     train_path, _ = finetune.write_course_files(splits, profile)
-    dataset = finetune.conversational_dataset(train_path)
-    tokenizer = finetune.ensure_chat_template(models.load_tokenizer("base_model", profile))
+    dataset = training.conversational_dataset(train_path)
+    tokenizer = training.ensure_chat_template(models.load_tokenizer("base_model", profile))
     val_items = data.baseline_val_set(profile)[: args.items]
     truths = [it.price for it in val_items]
 
     work = profile.work_dir / "benchmarks" / "qlora-steps"
-    finetune.start_fresh(work)
-    sft = finetune.sft_config(work, profile, quantized=True, max_steps=args.steps, save_steps=args.every, save_total_limit=None)
-    run = finetune.train(finetune.load_qlora_model(profile), tokenizer, dataset, sft)
+    training.start_fresh(work)
+    sft = training.sft_config(work, profile, quantized=True, max_steps=args.steps, save_steps=args.every, save_total_limit=None)
+    run = training.train(qlora.load_qlora_model(profile), tokenizer, dataset, sft)
     losses = dict(run.losses)
     run.release()
     print(f"trained {run.steps} steps in {run.seconds:.0f} s", flush=True)
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
         if folder is None:
             predictions = zero
         else:
-            model = finetune.load_finetuned(profile, adapter=folder)
+            model = qlora.load_finetuned(profile, adapter=folder)
             predictions = specialist.predict(model, tokenizer, val_items, batch_size=profile.size("batch_size"),
                                              top_k=profile.size("price_top_k"), progress=False)
             del model

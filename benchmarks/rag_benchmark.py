@@ -24,10 +24,10 @@ P50_TARGET_MS = 200.0
 
 def main(argv: list[str] | None = None) -> int:
     from course_utils import start
-    from course_utils.retrieval import rag
+    from course_utils.retrieval import knowledge_base, rag
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--chunking", default="all", choices=["all", *(c.name for c in rag.CHUNKINGS)])
+    parser.add_argument("--chunking", default="all", choices=["all", *(c.name for c in knowledge_base.CHUNKINGS)])
     parser.add_argument("--repeats", type=int, default=3, help="retrieval passes over the question set")
     args = parser.parse_args(argv)
     start(quiet=True)
@@ -38,12 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"embedding model load: {time.perf_counter() - t0:.1f} s")
 
     questions = [q["question"] for q in rag.load_questions()]
-    chosen = [c for c in rag.CHUNKINGS if args.chunking in ("all", c.name)]
+    chosen = [c for c in knowledge_base.CHUNKINGS if args.chunking in ("all", c.name)]
     ok = True
     with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
         for chunking in chosen:
             t0, c0 = time.perf_counter(), time.process_time()
-            store, report = rag.build_knowledge_base(chunking, persist_dir=tmp, embeddings=embeddings)
+            store, report = knowledge_base.build_knowledge_base(chunking, persist_dir=tmp, embeddings=embeddings)
             build_s, build_cpu = time.perf_counter() - t0, time.process_time() - c0
             timings = []
             c0 = time.process_time()

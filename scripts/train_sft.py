@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from course_utils.core import config
     from course_utils.foundations import models
-    from course_utils.pricing import data, finetune
+    from course_utils.pricing import data, finetune, qlora, training
     from course_utils.core.start import seed_everything
 
     profile = config.get_profile(args.profile)
@@ -101,24 +101,24 @@ def main(argv: list[str] | None = None) -> dict:
     with state.main_process_first():
         splits = data.load_splits(profile)
         train_path, _ = finetune.write_course_files(splits, profile)
-        train_dataset = finetune.conversational_dataset(train_path)
-        tokenizer = finetune.ensure_chat_template(models.load_tokenizer("base_model", profile))
+        train_dataset = training.conversational_dataset(train_path)
+        tokenizer = training.ensure_chat_template(models.load_tokenizer("base_model", profile))
         # fp32 on the CPU; the trainer moves each process's copy to that process's device.
         model = models.load_causal_lm("base_model", profile, device="cpu", for_training=True)
 
     # Notebook 10's LoRA settings, without dropout: dropout draws different random masks in each process, so
     # with it the one- and two-process runs would differ by more than the order in which sums are added.
-    model = get_peft_model(model, finetune.lora_config(profile, lora_dropout=0.0))
+    model = get_peft_model(model, qlora.lora_config(profile, lora_dropout=0.0))
     # transformers 5 takes TensorBoard's folder from this variable (the `logging_dir` argument is gone).
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(logging_dir)
     if state.is_main_process:  # only the main process writes events; an earlier run's would mix into the plots
         shutil.rmtree(logging_dir, ignore_errors=True)
     cpu = args.cpu or models.pick_device() == "cpu"
-    sft_args = finetune.sft_config(
+    sft_args = training.sft_config(
         output_dir, profile, max_steps=steps,
         per_device_train_batch_size=per_device,
         gradient_accumulation_steps=accumulation,
-        learning_rate=args.learning_rate or finetune.QLORA_LEARNING_RATE,
+        learning_rate=args.learning_rate or training.QLORA_LEARNING_RATE,
         save_strategy="no",  # a checkpoint per run is not the point here
         logging_steps=1, logging_first_step=True,  # every step's loss, to compare the runs step by step
         report_to=args.report_to,

@@ -1,6 +1,6 @@
 import pytest
 
-from course_utils.core import config, hub_access
+from course_utils.core import config, hub_access, model_registry
 
 
 def test_default_profile_is_offline(monkeypatch):
@@ -165,8 +165,8 @@ def test_each_profile_names_a_model_for_every_server_role():
     for profile in config.PROFILES.values():
         assert profile.frontier_model.short_name and profile.bulk_model.short_name
     offline = config.get_profile("offline")
-    assert offline.frontier_model is config.QWEN_1_5B_GGUF and offline.frontier_model.offline
-    assert offline.chat_model is config.SMOLLM2_GGUF  # transformers and training keep the small model
-    assert config.get_profile("ci").frontier_model is config.QWEN_0_5B_GGUF
+    assert offline.frontier_model is model_registry.QWEN_1_5B_GGUF and offline.frontier_model.offline
+    assert offline.chat_model is model_registry.SMOLLM2_GGUF  # transformers and training keep the small model
+    assert config.get_profile("ci").frontier_model is model_registry.QWEN_0_5B_GGUF
     assert offline.size("llm_eval_items") <= offline.size("eval_items")
     assert offline.frontier_model.describe().startswith("qwen2.5-coder-1.5b")

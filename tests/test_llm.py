@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from course_utils.core import config, secrets
+from course_utils.core import model_registry, secrets
 from course_utils.foundations import models
 from course_utils.chat import conversation, llm, marketplace, tool_calling
 from needs import need_module, missing
@@ -96,7 +96,7 @@ def test_missing_key_for_forced_openai(clean_env):
 
 @pytest.fixture
 def server():
-    server = llm.LocalServer(models.gguf_path(config.SMOLLM2_GGUF), n_ctx=1024)
+    server = llm.LocalServer(models.gguf_path(model_registry.SMOLLM2_GGUF), n_ctx=1024)
     yield server
     server.stop()
 
@@ -163,7 +163,7 @@ def test_server_dies_with_its_parent(tmp_path):
 
     script = (
         "from course_utils import llm, models, config;"
-        "s = llm.LocalServer(models.gguf_path(config.SMOLLM2_GGUF), n_ctx=512).start();"
+        "s = llm.LocalServer(models.gguf_path(model_registry.SMOLLM2_GGUF), n_ctx=512).start();"
         "print(s.process.pid, flush=True);"
         "import time; time.sleep(600)"
     )
@@ -296,7 +296,7 @@ def test_make_setup_installs_llama_server_here():
 
 def test_llama_cpp_python_server_still_serves_as_the_fallback():
     need_module("llama_cpp", "llama-cpp-python is not installed")
-    server = llm.LocalServer(models.gguf_path(config.SMOLLM2_GGUF), n_ctx=1024, binary=None, alias="smol")
+    server = llm.LocalServer(models.gguf_path(model_registry.SMOLLM2_GGUF), n_ctx=1024, binary=None, alias="smol")
     try:
         server.start()
         from openai import OpenAI
@@ -317,7 +317,7 @@ def test_the_frontier_stand_in_returns_native_tool_calls(clean_env):
 
     if llm.llama_server_binary() is None:
         missing("needs llama-server (make setup builds it)")
-    backend = llm.get_backend("local", model=config.QWEN_1_5B_GGUF)
+    backend = llm.get_backend("local", model=model_registry.QWEN_1_5B_GGUF)
     assert backend.model == "qwen2.5-coder-1.5b" and backend.native_tools
     response = backend.client.chat.completions.create(
         model=backend.model, temperature=0, max_tokens=80, tools=[marketplace.fee_tool().spec()],

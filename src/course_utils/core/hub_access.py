@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from . import secrets
-from .config import ModelSource, Profile
+from .config import Profile
+from .model_registry import ModelSource
 
 
 def unlock_gated_models(profile: Profile) -> Profile:

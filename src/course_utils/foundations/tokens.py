@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from ..core import config
+from ..core import config, model_registry
 
 # quicktok names its bundled encodings slightly differently from the registry's short names.
 _QUICKTOK_NAMES = {"o200k": "o200k_base", "cl100k": "cl100k_base", "llama3": "llama3", "qwen3": "qwen3"}
@@ -104,7 +104,7 @@ def _from_mistral(name: str, kind: str) -> Tok:
     )
 
 
-def load_tok(name: str, source: config.ModelSource) -> Tok:
+def load_tok(name: str, source: model_registry.ModelSource) -> Tok:
     """The tokenizer `source` describes: a package-shipped encoding or a Hub id."""
     if not source.offline:
         from transformers import AutoTokenizer
@@ -116,7 +116,7 @@ def load_tok(name: str, source: config.ModelSource) -> Tok:
         raise TokenizerUnavailableError(f"{name}: {exc}; fix it with: {source.pip}") from None
 
 
-def _load_offline(name: str, source: config.ModelSource) -> Tok:
+def _load_offline(name: str, source: model_registry.ModelSource) -> Tok:
     if source.package == "quicktok":
         import quicktok
 
@@ -137,7 +137,7 @@ def _load_offline(name: str, source: config.ModelSource) -> Tok:
     raise TokenizerUnavailableError(f"no loader for {source.describe()}")
 
 
-def load_families(profile: config.Profile | None = None, extra: Mapping[str, config.ModelSource] | None = None) -> dict[str, Tok]:
+def load_families(profile: config.Profile | None = None, extra: Mapping[str, model_registry.ModelSource] | None = None) -> dict[str, Tok]:
     """Every tokenizer family of the profile that loads here; the ones that fail are reported, not fatal."""
     profile = profile or config.get_profile()
     sources = {**profile.tokenizers, **(extra or {})}

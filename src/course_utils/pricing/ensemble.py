@@ -30,7 +30,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..core import config
-from .baselines import BEST_BASELINE, fit_log_blend
+from .baseline_stack import BEST_BASELINE, fit_log_blend
 from .items import Item
 
 ENSEMBLE_NAME = "ensemble"

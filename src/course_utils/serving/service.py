@@ -295,18 +295,18 @@ def baseline_pricer(profile: config.Profile | None = None) -> ServedPricer:
     """Notebook 08's baseline stack: refitted with the same seed and items, then kept with joblib."""
     import joblib
 
-    from ..pricing import baselines, data
+    from ..pricing import baseline_stack, data
     from ..pricing.data import data_version
 
     profile = profile or config.get_profile()
-    if baselines.BEST_BASELINE not in _stored_models(profile):
-        raise _missing("baseline", f"the scores of {baselines.BEST_BASELINE!r} in the results store", profile)
+    if baseline_stack.BEST_BASELINE not in _stored_models(profile):
+        raise _missing("baseline", f"the scores of {baseline_stack.BEST_BASELINE!r} in the results store", profile)
     path = service_dir(profile) / f"baseline-stack-{data_version(profile)}.joblib"
     if path.is_file():
         stack = joblib.load(path)
     else:
         splits = data.load_splits(profile)
-        stack = baselines.all_baselines(seed=profile.seed, holdout=data.baseline_val_set(profile))[-1]
+        stack = baseline_stack.all_baselines(seed=profile.seed, holdout=data.baseline_val_set(profile))[-1]
         stack.fit(splits.train)
         tmp = path.with_suffix(".partial")
         joblib.dump(stack, tmp)
@@ -333,17 +333,17 @@ def export_specialist_gguf(profile: config.Profile | None = None, out_type: str 
     import gguf
     import numpy as np
 
-    from ..pricing import finetune
+    from ..pricing import qlora
     from ..foundations.models import gguf_path
 
     profile = profile or config.get_profile()
-    adapter = finetune.adapter_dir(profile)
+    adapter = qlora.adapter_dir(profile)
     weights = next((adapter / n for n in ("adapter_model.safetensors", "adapter_model.bin") if (adapter / n).is_file()), None)
     if weights is None:
         raise _missing("specialist", f"the LoRA adapter in {adapter}", profile)
     if not profile.base_model.offline:
         raise NotImplementedError(
-            f"profile {profile.name!r} fine-tunes a Hub model: merge it (finetune.load_finetuned) and convert it with llama.cpp's "
+            f"profile {profile.name!r} fine-tunes a Hub model: merge it (qlora.load_finetuned) and convert it with llama.cpp's "
             "convert_hf_to_gguf.py as deploy/README.md shows, or serve it with vLLM and --enable-lora"
         )
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
@@ -351,7 +351,7 @@ def export_specialist_gguf(profile: config.Profile | None = None, out_type: str 
     if target.is_file():
         return target
 
-    model = finetune.load_finetuned(profile, quantized=False)  # merge_and_unload(): plain weights again
+    model = qlora.load_finetuned(profile, quantized=False)  # merge_and_unload(): plain weights again
     state = {k: v.detach().float().cpu().numpy() for k, v in model.state_dict().items()}
     cfg = model.config
     reader = gguf.GGUFReader(gguf_path(profile.base_model))
@@ -508,7 +508,7 @@ def start_specialist_server(profile: config.Profile | None = None, slots: int | 
     import numpy as np
 
     from ..foundations import models
-    from ..pricing import data, finetune
+    from ..pricing import data, training
     from ..chat.llm import LocalServer
 
     profile = profile or config.get_profile()
@@ -516,7 +516,7 @@ def start_specialist_server(profile: config.Profile | None = None, slots: int | 
     # the GGUF's own chat template is not used: the prompt is rendered here, as in notebook 11
     server = LocalServer(path, alias="qlora-specialist", slots=slots, n_ctx=1024).start()
     client = OpenAI(base_url=server.base_url, api_key="local", max_retries=0, timeout=60)
-    tokenizer = finetune.ensure_chat_template(models.load_tokenizer("base_model", profile))
+    tokenizer = training.ensure_chat_template(models.load_tokenizer("base_model", profile))
     median = float(np.median([it.price for it in data.load_splits(profile).train]))
     mode = mode or best_specialist_reading(profile)
     served = SpecialistServer(server, client, tokenizer, median, mode=mode, top_k=profile.size("price_top_k"), profile=profile)
