@@ -247,3 +247,20 @@ def test_local_tool_loop_with_a_required_tool(local_backend):
     assert run.mode == ("native" if local_backend.native_tools else "json") and run.tool_called
     assert run.steps[0].name == "seller_earnings" and "seller_earns" in run.steps[0].result
     assert run.steps[-1].kind == "answer"
+
+
+def test_one_request_builder_says_which_server_gets_strict_mode():
+    class Nested(BaseModel):
+        inner: Facts
+        note: str = Field(default="", max_length=20)
+
+    openai = structured_output.response_format_for(Nested, "openai")["json_schema"]
+    assert openai["strict"] is True
+    schema = openai["schema"]
+    assert schema["additionalProperties"] is False and schema["required"] == ["inner", "note"]
+    defs = schema["$defs"]["Facts"]
+    assert defs["additionalProperties"] is False and set(defs["required"]) == set(Facts.model_fields)
+    assert "maxLength" not in json.dumps(schema) and "default" not in json.dumps(schema)  # outside strict mode's subset
+    # the local server gets the whole schema as a grammar; other servers get it without `strict`
+    assert structured_output.response_format_for(Nested, "local")["schema"] == Nested.model_json_schema()
+    assert "strict" not in structured_output.response_format_for(Nested, "base_url")["json_schema"]

@@ -85,3 +85,21 @@ def test_a_fine_tuned_model_is_asked_with_the_chat_it_was_trained_on(tmp_path):
     assert [pricer(it) for it in train] == [5.0] * 3
     assert [call[0] for call in backend.calls] == [messages[:-1] for messages in trained_on]  # the answer left out
     assert frontier.INSTRUCTION not in json.dumps([call[0] for call in backend.calls])
+
+
+# --- against the real local llama.cpp server ---------------------------------------------
+@pytest.mark.slow
+def test_the_structured_pricer_gets_json_from_the_real_local_server():
+    """The schema goes to llama.cpp as a grammar, so even the CI model can only answer {"price": <number>}."""
+    from needs import need_module
+
+    need_module("llama_cpp", "llama-cpp-python[server] is not installed")
+    from course_utils.chat.llm import get_backend
+
+    backend = get_backend("local")
+    pricer = frontier.ChatPricer(backend, "structured", fallback=-1.0, use_cache=False)
+    listings = items(3)
+    prices = [pricer(it) for it in listings]
+    assert pricer.failures == [] and all(p > 0 for p in prices)  # no fallback: every answer parsed
+    for it in listings:
+        assert isinstance(frontier.PriceEstimate.model_validate_json(pricer.answers[it.id]).price, float)

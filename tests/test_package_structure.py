@@ -91,3 +91,19 @@ def test_importing_the_package_stays_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split(maxsplit=1)
     assert out[1].strip() == "[]", f"import course_utils pulled in {out[1]}"
+
+
+PARTS = ("core", "foundations", "chat", "retrieval", "pricing", "serving", "agents")
+MAX_MODULE_LINES = 450
+
+
+def test_every_module_lives_in_a_course_part():
+    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert top == ["__init__.py"], f"modules outside a course part: {top}"
+    parts = sorted(p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").is_file())
+    assert parts == sorted(PARTS)
+
+
+def test_no_module_is_longer_than_one_sitting():
+    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines (split them by concept): {long}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from course_utils.core import config, model_registry
-from course_utils.foundations import listings, tokens
+from course_utils.foundations import tokens
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +53,3 @@ def test_load_families_skips_failures(capsys):
     assert "broken" not in families
     assert "skipping broken" in capsys.readouterr().out
     assert {"gpt-4o (o200k)", "llama-3", "qwen-3"} <= set(families)
-
-
-def test_listing_texts_come_from_mercari():
-    texts = listings.listing_texts(50, seed=1)
-    assert len(texts) == 50 and all(isinstance(t, str) and t for t in texts)
-    assert not any("No description yet" in t for t in texts)
-    assert listings.listing_texts(50, seed=1) == texts  # deterministic sample
