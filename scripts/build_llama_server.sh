@@ -22,7 +22,10 @@ src=$(ls -d "$work"/llama_cpp_python-*/vendor/llama.cpp)
 # Only llama.cpp's own options reach its cmake (llama-cpp-python's LLAVA_BUILD means nothing there).
 native=ON
 case "${CMAKE_ARGS:-}" in *GGML_NATIVE=OFF*) native=OFF ;; esac
-cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=$native \
+# The same AMX opt-out as setup.sh's llama-cpp-python build (why: see there).
+flags=()
+case "${CMAKE_ARGS:-}" in *-mno-amx-tile*) flags=(-DCMAKE_C_FLAGS=-mno-amx-tile -DCMAKE_CXX_FLAGS=-mno-amx-tile) ;; esac
+cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=$native "${flags[@]}" \
   -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON >"$work/cmake.log" 2>&1 \
   || { tail -30 "$work/cmake.log" >&2; exit 1; }

@@ -30,7 +30,13 @@ fi
 # llama.cpp built for this processor (AVX-512 where it has it: on 2 cores about 10% faster prompt
 # reading and 20% faster generation than the portable AVX2 build), without the multimodal library
 # the course never loads: that halves the build.
-export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON -DLLAVA_BUILD=OFF}"
+# Not AMX, though: on a processor that has it (Sapphire Rapids and later) -march=native turns on
+# ggml's AMX kernels, and on such a virtual machine llama-server crashed (SIGSEGV in
+# ggml_backend_amx_mul_mat) on the first matrix product of every model the course serves. GCC's
+# -mno-amx-tile also drops amx-int8 and amx-bf16, whatever order -march comes in.
+no_amx=""
+grep -qw amx_tile /proc/cpuinfo 2>/dev/null && no_amx=" -DCMAKE_C_FLAGS=-mno-amx-tile -DCMAKE_CXX_FLAGS=-mno-amx-tile"
+export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON -DLLAVA_BUILD=OFF$no_amx}"
 # llama-cpp-python compiles from source; keep the wheel in a wheelhouse so the next clone
 # or venv on this machine installs it in seconds.
 # One build per instruction set and build flags: a wheelhouse shared between machines never hands

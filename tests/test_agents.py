@@ -125,10 +125,12 @@ def test_scoring_on_a_hand_made_case():
     entries = [deals.DealEntry("a", "a", 50.0), deals.DealEntry("b", "b", 75.0), deals.DealEntry("c", "c", 80.0), deals.DealEntry("d", "d", 130.0)]
     # true deals at a 25% discount: a (50) and b (75, exactly on the line); c and d are not
     scores = deals.score_alerts({"a", "c"}, entries, truth)
-    assert scores == {"entries": 4, "true deals": 2, "alerts": 2, "correct alerts": 1, "precision": 0.5, "recall": 0.5}
-    assert deals.f1(scores) == pytest.approx(0.5)
+    assert scores == {"entries": 4, "true deals": 2, "alerts": 2, "correct alerts": 1, "precision": 0.5, "recall": 0.5, "f1": 0.5}
+    assert deals.score_alerts({"a"}, entries, truth)["f1"] == pytest.approx(2 / 3)  # precision 1, recall 1/2
     none = deals.score_alerts(set(), entries, truth)
-    assert none["precision"] is None and none["recall"] == 0.0 and deals.f1(none) == 0.0
+    assert none["precision"] is None and none["recall"] == 0.0 and none["f1"] == 0.0
+    no_deals = deals.score_alerts({"c"}, entries[2:], truth)
+    assert no_deals["recall"] is None and no_deals["precision"] == 0.0 and no_deals["f1"] == 0.0
     with pytest.raises(ValueError):
         deals.score_alerts({"zzz"}, entries, truth)
 
@@ -153,37 +155,41 @@ def test_a_missing_artefact_names_the_notebook(tmp_path, monkeypatch):
         bank.pricer("oracle")
 
 
-async def _mcp_session(tmp_path, feed_url):
-    from mcp import ClientSession, StdioServerParameters
-    from mcp.client.stdio import stdio_client
+def _server_params(tmp_path, feed_url):
+    return {"command": sys.executable,
+            "args": ["-m", "course_utils.agents.deal_mcp", "--feed", feed_url, "--memory", str(tmp_path / "memory.sqlite"),
+                     "--outbox", str(tmp_path / "outbox.jsonl"), "--pricer", "ensemble"],
+            "env": {**os.environ, "COURSE_RESULTS": str(tmp_path / "results")}}  # fmt: skip
 
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "course_utils.agents.deal_mcp", "--feed", feed_url, "--memory", str(tmp_path / "memory.sqlite"),
-              "--outbox", str(tmp_path / "outbox.jsonl"), "--pricer", "ensemble"],  # fmt: skip
-        env={**os.environ, "COURSE_RESULTS": str(tmp_path / "results")},
-    )
-    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+
+async def _mcp_session(tmp_path, feed_url):
+    from mcp import ClientSession
+
+    from course_utils.agents import deal_mcp
+
+    log = tmp_path / "logs" / "mcp-server.log"
+    async with deal_mcp.logged_stdio_client(_server_params(tmp_path, feed_url), log) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         listed = await session.list_tools()
         names = sorted(tool.name for tool in listed.tools)
-        notify = next(t for t in listed.tools if t.name == "notify")
-        schema = getattr(notify, "input_schema", None) or notify.inputSchema  # mcp 2 / mcp 1
+        schemas = {t.name: getattr(t, "input_schema", None) or t.inputSchema for t in listed.tools}  # mcp 2 / mcp 1
         calls = {}
         for name, arguments in (
             ("scan_deals", {}),
-            ("estimate_value", {"entry_id": "deal-a"}),  # its estimate is in memory already (seeded below)
-            ("notify", {"entry_id": "deal-b", "message": "not priced yet"}),
-            ("notify", {"entry_id": "deal-a", "message": "Nike Air Max at half price"}),
-            ("notify", {"entry_id": "deal-a", "message": "once more"}),
-            ("estimate_value", {"entry_id": "deal-b"}),  # cached at $13 for an asking price of $12.50: no deal
-            ("notify", {"entry_id": "deal-b", "message": "lamp"}),
+            ("estimate_value", {"entry_ids": ["deal-a"]}),  # its estimate is in memory already (seeded below)
+            ("notify", {"entry_ids": ["deal-b"]}),  # never priced: refused
+            ("notify", {"entry_ids": ["deal-a"]}),
+            ("notify", {"entry_ids": ["deal-a"]}),  # once more: refused
+            ("estimate_value", {"entry_ids": ["deal-b", "deal-zzz"]}),  # deal-b cached at $13 for $12.50: no deal; deal-zzz unknown
+            ("notify", {"entry_ids": ["deal-b"]}),  # not a deal: refused
+            ("notify", {"entry_ids": []}),  # no deal on the page: nothing to send, nothing wrong
             ("recent_deals", {"limit": 3}),
-            ("estimate_value", {"entry_id": "deal-c"}),  # not cached: the ensemble needs notebooks 08-14
+            ("estimate_value", {"entry_ids": ["deal-c"]}),  # not cached: the ensemble needs notebooks 08-14
         ):
             result = await session.call_tool(name, arguments)
             calls.setdefault(name, []).append(json.loads(result.content[0].text))
-        return names, schema, calls
+        bad = await session.call_tool("notify", {"message": "free text instead of ids"})  # does not fit the schema
+    return names, schemas, calls, bad, log
 
 
 @pytest.mark.slow
@@ -193,22 +199,68 @@ def test_mcp_server_lists_and_calls_its_tools(tmp_path, feed):
     memory.save_estimate("deal-a", "ensemble", 50.0)  # as if the planner had priced it
     memory.set_status("deal-a", "priced")
     memory.save_estimate("deal-b", "ensemble", 13.0)
-    names, schema, calls = asyncio.run(_mcp_session(tmp_path, feed.url))
+    names, schemas, calls, bad, log = asyncio.run(_mcp_session(tmp_path, feed.url))
 
     assert names == ["estimate_value", "notify", "recent_deals", "scan_deals"]
-    assert set(schema["required"]) == {"entry_id", "message"}
-    offered = [d["id"] for d in calls["scan_deals"][0]["deals"]]
-    assert offered == ["deal-b", "deal-c"]  # deal-a was decided (priced) before: not offered again
-    assert calls["estimate_value"][0] == {"id": "deal-a", "asking_price": 25.0, "estimate": 50.0, "discount": "50%", "alert": True}
-    assert "estimate_value" in calls["notify"][0]["error"]  # deal-b was never priced
-    assert calls["notify"][1] == {"sent": {"outbox": "ok"}}
-    assert "already announced" in calls["notify"][2]["error"] and "next listing" in calls["notify"][2]["error"]
-    assert calls["estimate_value"][1]["alert"] is False
+    for tool in ("estimate_value", "notify"):  # ids, never free text
+        assert schemas[tool]["required"] == ["entry_ids"] and schemas[tool]["properties"]["entry_ids"]["type"] == "array"
+    scan = calls["scan_deals"][0]
+    assert [d["id"] for d in scan["listings"]] == ["deal-b", "deal-c"]  # deal-a was decided (priced) before: not offered again
+    assert '["deal-b", "deal-c"]' in scan["next"]  # what to call next, with the ids to pass
+    first = calls["estimate_value"][0]
+    assert first["estimates"] == [{"id": "deal-a", "asking_price": 25.0, "estimate": 50.0, "discount": "50%", "deal": True}]
+    assert first["deals"] == ["deal-a"] and '["deal-a"]' in first["next"] and "error" not in first
+    assert "no estimate yet" in calls["notify"][0]["error"] and calls["notify"][0]["sent"] == []  # deal-b was never priced
+    assert calls["notify"][1]["sent"] == ["deal-a"] and "error" not in calls["notify"][1]
+    assert "already announced" in calls["notify"][2]["error"] and calls["notify"][2]["sent"] == []
+    mixed = calls["estimate_value"][1]
+    assert [r["deal"] for r in mixed["estimates"]] == [False] and "deal-zzz" in mixed["error"] and "deal-c" in mixed["error"]
     assert "not a deal" in calls["notify"][3]["error"]  # below the alert threshold: refused
+    assert calls["notify"][4] == {"sent": [], "next": "Done: reply DONE."}
     assert calls["recent_deals"][0]["deals"][0]["entry_id"] == "deal-a"
     assert "notebooks/" in calls["estimate_value"][2]["error"]  # names the notebook to run
+    assert getattr(bad, "is_error", None) or getattr(bad, "isError", False)  # mcp 2 / mcp 1: arguments that do not fit are refused
     outbox = [json.loads(line) for line in (tmp_path / "outbox.jsonl").read_text().splitlines()]
     assert [o["entry_id"] for o in outbox] == ["deal-a"]
+    assert "Nike Air Max 90" in outbox[0]["message"] and "$25" in outbox[0]["message"]  # the tool wrote the alert
+    assert log.is_file()  # the server's stderr went to the log file
+
+
+@pytest.mark.slow
+def test_the_agents_sdk_reaches_the_server_through_the_logged_stdio_client(tmp_path, feed):
+    from course_utils.agents import deal_mcp
+
+    async def listed():
+        async with deal_mcp.agents_stdio_server(_server_params(tmp_path, feed.url), tmp_path / "sdk.log", name="deal-tools") as server:
+            return sorted(tool.name for tool in await server.list_tools())
+
+    assert asyncio.run(listed()) == ["estimate_value", "notify", "recent_deals", "scan_deals"]
+    assert "deal-tools MCP server on stdio" in (tmp_path / "sdk.log").read_text()
+
+
+def test_the_notebooks_tool_call_score_counts_only_answers_without_an_error():
+    """Notebook 16 scores each agent tool call: a call succeeded when the tool answered a JSON object with no
+    "error" key; a refusal, and an error text from the SDK or the MCP layer, are failures."""
+    from types import SimpleNamespace
+
+    from agents import Agent
+    from agents.items import ToolCallItem, ToolCallOutputItem
+    from openai.types.responses import ResponseFunctionToolCall
+
+    from notebook_cells import cell_namespace
+
+    cell = cell_namespace("16_deal_agents.ipynb", "def tool_calls(", profile=SimpleNamespace(size=lambda name: 6), backend=SimpleNamespace(
+        model="m", client=SimpleNamespace(base_url="http://127.0.0.1:9/v1", api_key="local")))
+    agent = Agent(name="test")
+    answers = {"1": '{"listings": [], "next": "reply DONE"}', "2": '{"sent": ["a"], "error": "b is not a deal"}',
+               "3": "Error executing tool notify: 1 validation error", "4": {"type": "text", "text": '{"sent": []}'}}  # fmt: skip
+    items = []
+    for call_id, output in answers.items():
+        items.append(ToolCallItem(agent=agent, raw_item=ResponseFunctionToolCall(arguments="{}", call_id=call_id, name="notify", type="function_call")))
+        items.append(ToolCallOutputItem(agent=agent, raw_item={"call_id": call_id, "output": str(output), "type": "function_call_output"}, output=output))
+    rows = cell["tool_calls"](SimpleNamespace(new_items=items))
+    assert [r["succeeded"] for r in rows] == [True, False, False, True]
+    assert all(r["well-formed"] for r in rows)
 
 
 def test_mcp_module_runs_as_a_script():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from course_utils.pricing import baselines as B
-from course_utils.pricing import curation, data, evaluation
+from course_utils.pricing import baseline_stack, curation, data, evaluation
 from course_utils.pricing.items import Item
 
 
@@ -64,8 +64,8 @@ def test_random_pricer_is_deterministic_and_draws_training_prices(split):
         B.TfidfLinearSVR,
         lambda: B.RandomForest(n_estimators=20),
         lambda: B.LightGBMPricer(rounds=60),
-        lambda: B.SparseMLP(epochs=1),
-        lambda: B.SparseMLP(epochs=1, seeds=2, binary=True),
+        lambda: baseline_stack.SparseMLP(epochs=1),
+        lambda: baseline_stack.SparseMLP(epochs=1, seeds=2, binary=True),
     ],
     ids=["features", "bow", "word2vec", "ridge", "svr", "forest", "lightgbm", "mlp", "mlp-binary"],
 )
@@ -97,7 +97,7 @@ def test_log_average_ensemble_is_the_geometric_mean(split):
     train, test = split
     a = B.ConstantPricer("mean").fit(train)
     b = B.ConstantPricer("median").fit(train)
-    ens = B.LogAverageEnsemble([a, b]).fit(train)
+    ens = baseline_stack.LogAverageEnsemble([a, b]).fit(train)
     expected = np.expm1((np.log1p(a.value) + np.log1p(b.value)) / 2)
     assert ens(test[0]) == pytest.approx(expected)
 
@@ -106,25 +106,25 @@ def test_binary_mlp_leaves_the_shared_features_untouched(split):
     train, test = split
     feats = B.ListingFeatures()
     before = feats.fit(train).transform(test).data.copy()
-    net = B.SparseMLP(feats, epochs=1, seeds=2, binary=True).fit(train)
+    net = baseline_stack.SparseMLP(feats, epochs=1, seeds=2, binary=True).fit(train)
     assert len(net.nets) == 2 and "binary inputs" in net.name and "2 seeds" in net.name
     assert np.array_equal(feats.transform(test).data, before)  # still TF-IDF weights, not ones
     with pytest.raises(ValueError, match="seeds"):
-        B.SparseMLP(seeds=0)
+        baseline_stack.SparseMLP(seeds=0)
 
 
 def test_stack_weights_are_fitted_on_the_holdout(split, holdout):
     train, test = split
     good, bad = B.TfidfRidge(), B.ConstantPricer("mean")
-    stack = B.LogAverageEnsemble([good, bad], holdout=holdout).fit(train)
+    stack = baseline_stack.LogAverageEnsemble([good, bad], holdout=holdout).fit(train)
     assert (stack.weights >= 0).all() and stack.weights[0] > stack.weights[1]
-    assert rmsle_of(stack, train, test) <= rmsle_of(B.LogAverageEnsemble([good, bad]), train, test)
+    assert rmsle_of(stack, train, test) <= rmsle_of(baseline_stack.LogAverageEnsemble([good, bad]), train, test)
     with pytest.raises(ValueError, match="training items"):
-        B.LogAverageEnsemble([good, bad]).fit_weights(train[:100], train_items=train)
+        baseline_stack.LogAverageEnsemble([good, bad]).fit_weights(train[:100], train_items=train)
     with pytest.raises(ValueError, match="too few"):
-        B.LogAverageEnsemble([good, bad]).fit_weights(holdout[:5])
+        baseline_stack.LogAverageEnsemble([good, bad]).fit_weights(holdout[:5])
     with pytest.raises(ValueError, match="non-negative"):
-        B.LogAverageEnsemble([good, bad], weights=[1, -1])
+        baseline_stack.LogAverageEnsemble([good, bad], weights=[1, -1])
 
 
 def test_unfitted_and_empty_inputs_fail_clearly():
@@ -144,16 +144,16 @@ def test_target_encoder_is_out_of_fold_on_training_rows():
 
 
 def test_all_baselines_lists_every_kind_once():
-    names = [m.name for m in B.all_baselines()]
+    names = [m.name for m in baseline_stack.all_baselines()]
     assert len(names) == len(set(names)) == 13
-    assert names[-1] == B.BEST_BASELINE
+    assert names[-1] == baseline_stack.BEST_BASELINE
 
 
 def test_notebook_08_marks_the_stack_as_the_best_baseline_and_a_blend():
     """Notebook 14 reads these flags from the results store to pick its rivals."""
     from notebook_cells import cell_namespace
 
-    stored_extra = cell_namespace("08_baselines.ipynb", "def stored_extra(model):", baselines=B)["stored_extra"]
-    *singles, stack = B.all_baselines()
+    stored_extra = cell_namespace("08_baselines.ipynb", "def stored_extra(model):", baselines=B, baseline_stack=baseline_stack)["stored_extra"]
+    *singles, stack = baseline_stack.all_baselines()
     assert stored_extra(stack) == {"kind": "baseline", "best_baseline": True, "blend": True}
     assert all(stored_extra(m) == {"kind": "baseline", "best_baseline": False, "blend": False} for m in singles)

@@ -91,7 +91,7 @@ def test_notebook_09s_cost_table_bills_every_epoch():
     import pandas as pd
     from notebook_cells import cell_namespace
 
-    ns = cell_namespace("09_frontier_pricing_and_finetuning.ipynb", "price_per_million = ", finetune=finetune, pd=pd,
+    ns = cell_namespace("09_frontier_pricing_and_finetuning.ipynb", "price_per_million = ", finetune=finetune, openai_jobs=openai_jobs, pd=pd,
                         reports=[SimpleNamespace(total_tokens=1_000_000)])
     costs = ns["costs"].set_index("epochs")
     assert costs.loc[1, "usd"] == pytest.approx(openai_jobs.TRAINING_PRICE_PER_M[openai_jobs.DEFAULT_OPENAI_BASE])
@@ -426,15 +426,15 @@ def test_a_rerun_follows_the_recorded_openai_job_instead_of_paying_for_another(t
     api = FineTuningAPI()
     try:
         said = []
-        monkeypatch.setattr(finetune, "openai_client", api.client)
-        monkeypatch.setattr(finetune, "poll_openai_job", lambda client, job_id: client.fine_tuning.jobs.retrieve(job_id))
+        monkeypatch.setattr(openai_jobs, "openai_client", api.client)
+        monkeypatch.setattr(openai_jobs, "poll_openai_job", lambda client, job_id: client.fine_tuning.jobs.retrieve(job_id))
         train = finetune.write_jsonl(make_items(3), tmp_path / "train.jsonl")
         val = finetune.write_jsonl(make_items(2), tmp_path / "val.jsonl")
         profile = SimpleNamespace(work_dir=tmp_path / "results", seed=42)
         record = profile.work_dir / "openai_finetune_job.json"
 
         def run_cell():
-            return cell_namespace("09_frontier_pricing_and_finetuning.ipynb", "client.fine_tuning.jobs.create(", finetune=finetune,
+            return cell_namespace("09_frontier_pricing_and_finetuning.ipynb", "client.fine_tuning.jobs.create(", finetune=finetune, openai_jobs=openai_jobs,
                                   train_path=train, val_path=val, profile=profile, scores={}, print=lambda *a: said.append(" ".join(map(str, a))))
 
         first = run_cell()

@@ -82,7 +82,7 @@ def test_dpo_config_cell(name, tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_RESULTS", str(tmp_path))
     profile = config.get_profile(name)
     cell = cell_namespace(NOTEBOOK, "dpo_args = DPOConfig(", profile=profile, batch_size=profile.size("batch_size"),
-                          models=models, finetune=finetune)
+                          models=models, finetune=finetune, training=training, qlora=qlora)
     args = cell["dpo_args"]
     assert args.beta == 0.1 and args.loss_type == ["sigmoid"]
     assert args.max_steps == profile.size("dpo_max_steps")

