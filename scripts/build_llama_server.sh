@@ -24,7 +24,7 @@ native=ON
 case "${CMAKE_ARGS:-}" in *GGML_NATIVE=OFF*) native=OFF ;; esac
 # The same AMX opt-out as setup.sh's llama-cpp-python build (why: see there).
 flags=()
-case "${CMAKE_ARGS:-}" in *-mno-amx-tile*) flags=(-DCMAKE_C_FLAGS=-mno-amx-tile -DCMAKE_CXX_FLAGS=-mno-amx-tile) ;; esac
+case "${CMAKE_ARGS:-}" in *-mno-amx-int8*) flags=(-DCMAKE_C_FLAGS=-mno-amx-int8 -DCMAKE_CXX_FLAGS=-mno-amx-int8) ;; esac
 cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=$native "${flags[@]}" \
   -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON >"$work/cmake.log" 2>&1 \

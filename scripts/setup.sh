@@ -32,10 +32,11 @@ fi
 # the course never loads: that halves the build.
 # Not AMX, though: on a processor that has it (Sapphire Rapids and later) -march=native turns on
 # ggml's AMX kernels, and on such a virtual machine llama-server crashed (SIGSEGV in
-# ggml_backend_amx_mul_mat) on the first matrix product of every model the course serves. GCC's
-# -mno-amx-tile also drops amx-int8 and amx-bf16, whatever order -march comes in.
+# ggml_backend_amx_mul_mat) on the first matrix product of every model the course serves. ggml builds
+# its AMX kernels only where __AMX_INT8__ is defined, and an explicit -mno-amx-int8 wins over
+# -march=native whatever their order.
 no_amx=""
-grep -qw amx_tile /proc/cpuinfo 2>/dev/null && no_amx=" -DCMAKE_C_FLAGS=-mno-amx-tile -DCMAKE_CXX_FLAGS=-mno-amx-tile"
+grep -qw amx_tile /proc/cpuinfo 2>/dev/null && no_amx=" -DCMAKE_C_FLAGS=-mno-amx-int8 -DCMAKE_CXX_FLAGS=-mno-amx-int8"
 export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON -DLLAVA_BUILD=OFF$no_amx}"
 # llama-cpp-python compiles from source; keep the wheel in a wheelhouse so the next clone
 # or venv on this machine installs it in seconds.

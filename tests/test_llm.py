@@ -162,7 +162,7 @@ def test_server_dies_with_its_parent(tmp_path):
     import sys
 
     script = (
-        "from course_utils import llm, models, config;"
+        "from course_utils.chat import llm; from course_utils.foundations import models; from course_utils.core import model_registry;"
         "s = llm.LocalServer(models.gguf_path(model_registry.SMOLLM2_GGUF), n_ctx=512).start();"
         "print(s.process.pid, flush=True);"
         "import time; time.sleep(600)"
