@@ -76,8 +76,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     state = PartialState(cpu=args.cpu)
     if args.dry_run:
-        print(f"process {state.process_index} of {state.num_processes}: {state.distributed_type.value}, "
-              f"back end {getattr(state, 'backend', None)}, device {state.device}", flush=True)
+        line = (f"process {state.process_index} of {state.num_processes}: {state.distributed_type.value}, "
+                f"back end {getattr(state, 'backend', None)}, device {state.device}\n")
+        os.write(1, line.encode())  # one write per line: two processes share this stdout, and print() may split it
         return {"num_processes": state.num_processes}
 
     from peft import get_peft_model
