@@ -210,7 +210,7 @@ def test_mcp_server_lists_and_calls_its_tools(tmp_path, feed):
     first = calls["estimate_value"][0]
     assert first["estimates"] == [{"id": "deal-a", "asking_price": 25.0, "estimate": 50.0, "discount": "50%", "deal": True}]
     assert first["deals"] == ["deal-a"] and '["deal-a"]' in first["next"] and "error" not in first
-    assert "no estimate yet" in calls["notify"][0]["error"] and calls["notify"][0]["sent"] == []  # deal-b was never priced
+    assert "not priced yet" in calls["notify"][0]["error"] and calls["notify"][0]["sent"] == []  # deal-b was never priced
     assert calls["notify"][1]["sent"] == ["deal-a"] and "error" not in calls["notify"][1]
     assert "already announced" in calls["notify"][2]["error"] and calls["notify"][2]["sent"] == []
     mixed = calls["estimate_value"][1]

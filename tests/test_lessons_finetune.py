@@ -59,7 +59,7 @@ def test_read_price_cell_agrees_with_the_batched_package_pricer(smollm2, top_k):
     model, tokenizer = smollm2
     read_price = cell_namespace(EVALUATING, "def read_price(")["read_price"]
     digits = cell_namespace(EVALUATING, "def read_price(")["number_tokens"](tokenizer)
-    assert digits == specialist._number_tokens(tokenizer)[0]
+    assert digits == specialist.number_tokens(tokenizer)[0]
     batched = specialist.predict_batch(model, tokenizer, ITEMS, top_k=top_k)
     for item, package in zip(ITEMS, batched):
         greedy, weighted, candidates = read_price(model, tokenizer, item, top_k=top_k, digits=digits)

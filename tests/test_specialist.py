@@ -40,7 +40,7 @@ def smollm2():
 @pytest.mark.slow
 def test_digit_tokens_of_smollm2(smollm2):
     _, tokenizer = smollm2
-    digits, starts = specialist._number_tokens(tokenizer)
+    digits, starts = specialist.number_tokens(tokenizer)
     assert {digits[i] for i in digits} >= set("0123456789")
     assert all(not digits[i].startswith("0") for i in starts)
     assert len(starts) >= 9

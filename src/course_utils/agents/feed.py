@@ -44,18 +44,13 @@ class DealEntry:
         text = " ".join(self.description.split())
         return text if len(text) <= limit else text[: limit - 1] + "…"
 
-    def as_item(self, prompt_tokenizer=None, max_tokens: int | None = None) -> Item:
+    def as_item(self) -> Item:
         """The listing as an `Item` a pricer reads. Its `price` field holds the asking price (an Item needs
         one); no pricer of the course reads it, and the true price is not known here."""
-        item = Item(
+        return Item(
             id=self.entry_id, title=self.title, description=self.description, categories=tuple(self.categories),
             brand=self.brand, condition=self.condition, price=self.asking_price,
         )  # fmt: skip
-        if prompt_tokenizer is not None and max_tokens:
-            from ..pricing.data import with_prompts
-
-            item = with_prompts([item], prompt_tokenizer, max_tokens)[0]
-        return item
 
 
 def untouched_items(profile: config.Profile | None = None) -> list[Item]:

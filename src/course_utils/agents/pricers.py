@@ -1,6 +1,7 @@
 """The course's pricers behind one `Item -> float` interface (notebook 16), rebuilt from what notebooks 08-14 saved.
 
-A missing artefact is a `MissingArtifactError` whose message names the notebook to run.
+A missing artefact is a `MissingArtifactError` whose message names the notebook to run. The baseline stack and the
+capped prompts are the pricer service's (notebook 15): the same fitted stack, the same listing text.
 """
 
 from __future__ import annotations
@@ -10,13 +11,8 @@ from typing import Callable
 
 from ..core import config
 from ..pricing.items import Item
+from ..serving.served import MissingArtifactError
 from .feed import DealEntry
-from .memory import agents_dir
-
-
-class MissingArtifactError(FileNotFoundError):
-    """A pricer needs something an earlier notebook saves; the message names that notebook."""
-
 
 PRICERS = {  # name: (what it is, the notebook that makes what it loads)
     "baseline": ("notebook 08's baseline stack (ridge, SVR, LightGBM, neural nets), refitted and cached", "08_baselines.ipynb"),
@@ -25,23 +21,6 @@ PRICERS = {  # name: (what it is, the notebook that makes what it loads)
     "forest": ("the random forest on the store's embeddings", "13_rag_pricer.ipynb"),
     "ensemble": ("notebook 14's blend of the four, weights fitted on ensemble_val", "14_ensemble.ipynb"),
 }
-
-
-def _baseline_stack(profile: config.Profile):
-    """Notebook 08's best baseline, fitted as notebook 08 fits it, and cached (joblib) under the data version."""
-    import joblib
-
-    from ..pricing import baseline_stack, data
-
-    path = agents_dir(profile) / f"baseline-stack-{data.data_version(profile)}.joblib"
-    if path.is_file():
-        return joblib.load(path)
-    stack = baseline_stack.all_baselines(seed=profile.seed, holdout=data.baseline_val_set(profile))[-1]
-    stack.fit(data.load_splits(profile).train)
-    from ..core.storage import atomic_write
-
-    atomic_write(path, lambda tmp: joblib.dump(stack, tmp))
-    return stack
 
 
 def _product_store(profile: config.Profile):
@@ -56,8 +35,8 @@ def _product_store(profile: config.Profile):
 
 
 def _specialist(profile: config.Profile, mode: str = "greedy"):
-    from ..pricing import qlora
     from ..foundations.models import load_tokenizer
+    from ..pricing import qlora
     from ..pricing.specialist import SpecialistPricer
 
     try:
@@ -76,15 +55,12 @@ class PricerBank:
     def __init__(self, profile: config.Profile | None = None):
         self.profile = profile or config.get_profile()
         self._pricers: dict[str, Callable[[Item], float]] = {}
-        self._tokenizer = None
         self.load_seconds: dict[str, float] = {}
 
     def item(self, entry: DealEntry) -> Item:
-        if self._tokenizer is None:
-            from ..foundations.models import load_tokenizer
+        from ..serving.served import with_capped_prompts
 
-            self._tokenizer = load_tokenizer("chat_model", self.profile)
-        return entry.as_item(self._tokenizer, self.profile.size("max_tokens_prompt"))
+        return with_capped_prompts([entry.as_item()], self.profile)[0]
 
     def pricer(self, name: str) -> Callable[[Item], float]:
         if name not in PRICERS:
@@ -98,7 +74,9 @@ class PricerBank:
     def _load(self, name: str) -> Callable[[Item], float]:
         profile = self.profile
         if name == "baseline":
-            return _baseline_stack(profile)
+            from ..serving.pricers import fitted_baseline_stack
+
+            return fitted_baseline_stack(profile)
         if name == "specialist":
             return _specialist(profile)
         if name == "rag":

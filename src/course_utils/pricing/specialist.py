@@ -44,7 +44,7 @@ def prompt_text(tokenizer, item: Item, system: str = SYSTEM_PROMPT) -> str:
 
 
 @lru_cache(maxsize=8)
-def _number_tokens(tokenizer) -> tuple[dict[int, str], list[int]]:
+def number_tokens(tokenizer) -> tuple[dict[int, str], list[int]]:
     """Vocabulary ids whose text is only ASCII digits, and those that may start a price."""
     digits = {}
     for token, index in tokenizer.get_vocab().items():
@@ -73,7 +73,7 @@ def predict_batch(model, tokenizer, items: Sequence[Item], top_k: int = 5, max_d
 
     if not items:
         return []
-    digit_text, start_ids = _number_tokens(tokenizer)
+    digit_text, start_ids = number_tokens(tokenizer)
     device = next(model.parameters()).device
     old_side = tokenizer.padding_side
     tokenizer.padding_side = "left"  # every prompt then ends at the same position

@@ -53,8 +53,8 @@ _TOKENIZERS: dict[str, object] = {}
 def with_capped_prompts(items: Sequence[Item], profile: config.Profile) -> list[Item]:
     """The items with their model text capped in tokens, as curation caps every listing (notebook 07): the LLM
     pricers and the embeddings read `item.text`, and they must see what they saw on the stored splits."""
-    from ..pricing.data import with_prompts
     from ..foundations.models import load_tokenizer
+    from ..pricing.data import with_prompts
 
     if profile.name not in _TOKENIZERS:
         _TOKENIZERS[profile.name] = load_tokenizer("chat_model", profile)
